@@ -1,0 +1,172 @@
+"""The one exception tree of botkit.
+
+Every error botkit raises derives from :class:`BotkitError`; errors of the libraries underneath
+(websockets, httpx, pyjwt, pydantic, PyYAML) are translated where they cross into botkit and
+chained with ``from`` so the original cause stays visible::
+
+    BotkitError
+    ├── ConfigError                 bots.yaml is wrong (file, line, field, a suggested fix)
+    ├── PluginError                 a plugin can't be imported or a handler can't be served
+    ├── InvalidChannelError         a room id or channel name is not acceptable (also ValueError)
+    ├── TokenError                  a token can't be minted (no key, bad claims)
+    ├── ProtocolError               the server sent frames that break the client protocol
+    ├── RealtimeError               the realtime connection failed
+    │   ├── ConnectionClosedError   the connection is closed (by us, or for good by the server)
+    │   ├── TerminalDisconnectError the server refused us for good (invalid token, bad request, ...)
+    │   ├── ReplyError              the server answered a command with an error code
+    │   │   └── SubscriptionError   a subscription was refused or ended by the server
+    │   └── RealtimeTimeoutError    the server did not answer within the timeout (also TimeoutError)
+    ├── ApiError                    the server API failed
+    │   ├── ApiAuthError            the API key was refused (names the setting, never the value)
+    │   ├── ApiRequestError         the API refused the request (4xx, bad body); never retried
+    │   ├── ApiReplyError           the API answered with a Centrifugo error code
+    │   └── ApiUnavailableError     transport errors or 5xx, still failing after the retries
+    ├── EnvelopeError               an envelope is invalid (not JSON, wrong fields, too long)
+    └── LocalServerError            the local development server can't be built or started
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ApiAuthError",
+    "ApiError",
+    "ApiReplyError",
+    "ApiRequestError",
+    "ApiUnavailableError",
+    "BotkitError",
+    "ConfigError",
+    "ConnectionClosedError",
+    "EnvelopeError",
+    "InvalidChannelError",
+    "LocalServerError",
+    "PluginError",
+    "ProtocolError",
+    "RealtimeError",
+    "RealtimeTimeoutError",
+    "ReplyError",
+    "SubscriptionError",
+    "TerminalDisconnectError",
+    "TokenError",
+]
+
+
+class BotkitError(Exception):
+    """Root of every error botkit raises."""
+
+
+class ConfigError(BotkitError):
+    """The configuration is invalid. ``str()`` is a located, user-facing message."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
+                 field: str | None = None) -> None:
+        self.path = path
+        self.line = line
+        self.field = field
+        location = ""
+        if path is not None:
+            location = f"{path}:{line}: " if line is not None else f"{path}: "
+        if field:
+            location += f"{field}: "
+        super().__init__(f"{location}{message}")
+
+
+class PluginError(BotkitError):
+    """A plugin can't be loaded, or one of its handlers can't be served."""
+
+
+class InvalidChannelError(BotkitError, ValueError):
+    """A room id or channel name is not acceptable."""
+
+
+class TokenError(BotkitError):
+    """A token can't be minted."""
+
+
+class ProtocolError(BotkitError):
+    """The server sent something that is not valid client protocol."""
+
+
+class RealtimeError(BotkitError):
+    """The realtime connection failed."""
+
+
+class ConnectionClosedError(RealtimeError):
+    """The connection is closed: an operation can't be carried out any more."""
+
+
+class TerminalDisconnectError(RealtimeError):
+    """The server closed the connection with a code that forbids reconnecting."""
+
+    def __init__(self, code: int, reason: str, hint: str = "") -> None:
+        self.code = code
+        self.reason = reason
+        message = f"server disconnected with code {code} ({reason or 'no reason'})"
+        if hint:
+            message += f": {hint}"
+        super().__init__(message)
+
+
+class ReplyError(RealtimeError):
+    """The server answered a command with an error."""
+
+    def __init__(self, code: int, message: str, temporary: bool = False, *,
+                 method: str = "") -> None:
+        self.code = code
+        self.message = message
+        self.temporary = temporary
+        self.method = method
+        where = f"{method}: " if method else ""
+        super().__init__(f"{where}error {code} ({message})")
+
+
+class SubscriptionError(ReplyError):
+    """A subscription was refused or ended by the server."""
+
+    def __init__(self, channel: str, code: int, message: str, temporary: bool = False) -> None:
+        self.channel = channel
+        super().__init__(code, message, temporary, method=f"subscribe {channel}")
+
+
+class RealtimeTimeoutError(RealtimeError, TimeoutError):
+    """The server did not answer in time."""
+
+
+class ApiError(BotkitError):
+    """The server API failed."""
+
+
+class ApiAuthError(ApiError):
+    """The server API refused the key. The message names the setting, never the key."""
+
+
+class ApiRequestError(ApiError):
+    """The server API refused the request itself (HTTP 4xx); retrying would not help."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        self.status_code = status_code
+        super().__init__(message)
+
+
+class ApiReplyError(ApiError):
+    """The server API answered with a Centrifugo error object."""
+
+    def __init__(self, code: int, message: str, temporary: bool = False, *,
+                 method: str = "") -> None:
+        self.code = code
+        self.message = message
+        self.temporary = temporary
+        self.method = method
+        where = f"{method}: " if method else ""
+        super().__init__(f"{where}error {code} ({message})")
+
+
+class ApiUnavailableError(ApiError):
+    """The server API could not be reached or kept failing (transport errors, 5xx)."""
+
+
+class EnvelopeError(BotkitError):
+    """An envelope is invalid: not a JSON object, missing or mistyped fields, too long."""
+
+
+class LocalServerError(BotkitError):
+    """The local development server (Centrifugo) can't be built or started."""

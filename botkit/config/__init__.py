@@ -1,0 +1,44 @@
+"""bots.yaml: the schema, ``${VAR}`` and ``*_file`` expansion, and errors with locations.
+
+::
+
+    config = load_config("bots.yaml")  # ConfigError: "bots.yaml:12: bots[0].rooms: ..."
+    for bot in config.enabled_bots():
+        channels = bot.channels(config.xshathra.project_id)
+        settings = validate_settings(config, bot, plugin.Settings)
+
+The pipeline is ``_source`` (YAML -> values + line of every path) -> ``_expand`` (variables and
+files) -> ``_models`` (pydantic) -> ``_errors`` (pydantic errors -> located ConfigErrors).
+"""
+
+from __future__ import annotations
+
+from botkit.config._loader import load_config, parse_config, validate_settings
+from botkit.config._models import (
+    DEFAULT_HANDLER_TIMEOUT,
+    DEFAULT_LANE_QUEUE_SIZE,
+    DEFAULT_MAX_TEXT_LENGTH,
+    BotConfig,
+    BotsConfig,
+    LimitsConfig,
+    RoomConfig,
+    XshathraConfig,
+    parse_duration,
+)
+from botkit.config._source import SourceMap
+
+__all__ = [
+    "DEFAULT_HANDLER_TIMEOUT",
+    "DEFAULT_LANE_QUEUE_SIZE",
+    "DEFAULT_MAX_TEXT_LENGTH",
+    "BotConfig",
+    "BotsConfig",
+    "LimitsConfig",
+    "RoomConfig",
+    "SourceMap",
+    "XshathraConfig",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+    "validate_settings",
+]

@@ -1,0 +1,310 @@
+"""The bots.yaml schema: one pydantic model per section.
+
+Every section refuses unknown keys (they are nearly always typos of known ones), is immutable once
+loaded, and never prints its input in pydantic's own error text (the input may be a secret). Each
+field's ``description`` is a noun phrase that completes "expected ...", and the error translation
+uses it. A new section (``state:``, per-bot ``schedules:``) is a new ``_Section`` subclass and one
+field on its parent; cross-field checks live in validators next to the fields they concern.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Self
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+
+from botkit.config._errors import describe, located
+from botkit.config._source import SourceMap
+from botkit.exceptions import InvalidChannelError
+from botkit.tokens import DEFAULT_TOKEN_TTL, chat_channel, validate_channel, validate_room_id
+
+__all__ = [
+    "DEFAULT_HANDLER_TIMEOUT",
+    "DEFAULT_LANE_QUEUE_SIZE",
+    "DEFAULT_MAX_TEXT_LENGTH",
+    "BotConfig",
+    "BotsConfig",
+    "LimitsConfig",
+    "RoomConfig",
+    "XshathraConfig",
+    "parse_duration",
+]
+
+DEFAULT_HANDLER_TIMEOUT = 10.0
+DEFAULT_LANE_QUEUE_SIZE = 1000
+DEFAULT_MAX_TEXT_LENGTH = 4000
+
+_DURATION = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ms|s|m|h))+")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_HELP = ("write a number of seconds (30) or a number with a unit: "
+                  "500ms, 30s, 15m, 1h, 1h30m")
+_BOT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+_PLUGIN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z_][A-Za-z0-9_-]*)*")
+
+
+def parse_duration(value: object) -> float:
+    """Seconds in ``value``: a number of seconds, or text like ``"500ms"``, ``"30s"``, ``"15m"``,
+    ``"1h"``, ``"1h30m"``. Raises ValueError (with the accepted forms) for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        # ValueError, not TypeError: pydantic turns only ValueError into a validation error.
+        raise ValueError(  # noqa: TRY004
+            f"expected a duration, got {describe(value)}; {_DURATION_HELP}")
+    seconds = _duration_seconds(value.strip()) if isinstance(value, str) else float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"a duration must be a finite number of seconds >= 0; {_DURATION_HELP}")
+    return seconds
+
+
+def _duration_seconds(text: str) -> float:
+    try:
+        return float(text)  # a plain number in a string: seconds
+    except ValueError:
+        pass
+    if not _DURATION.fullmatch(text):
+        raise ValueError(f"invalid duration {text!r}; {_DURATION_HELP}")
+    return sum(float(number) * _UNIT_SECONDS[unit]
+               for number, unit in _DURATION_PART.findall(text))
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+
+
+def _check_url(value: str, schemes: tuple[str, ...], hint: str) -> str:
+    """Check a URL without quoting it: URLs may carry credentials (``user:pass@host``)."""
+    names = " or ".join(f"{scheme}://" for scheme in schemes)
+    parts = urlsplit(value)
+    if "://" not in value or parts.scheme.lower() not in schemes:
+        got = f"one starting with {parts.scheme}://" if "://" in value else "no scheme"
+        raise ValueError(f"expected a URL starting with {names}, got {got}; {hint}")
+    if any(char.isspace() for char in value):
+        raise ValueError(f"the URL contains whitespace; {hint}")
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise ValueError(f"the URL has an invalid port; {hint}") from None
+    if not parts.hostname:
+        raise ValueError(f"the URL has no host; {hint}")
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class XshathraConfig(_Section):
+    """How to reach the Xshathra Realtime server and its API."""
+
+    project_id: str = Field(description="the project id, e.g. proj_01HZZZZZZZZZZZZZZZZZZZZZZ")
+    realtime_url: str = Field(
+        description="the websocket URL, e.g. ws://localhost:3001/realtime/connection/websocket")
+    api_url: str = Field(
+        description="the server API URL, e.g. http://localhost:3001/api/realtime")
+    server_api_key: SecretStr = Field(
+        description="the server API key, e.g. ${XSHATHRA_SERVER_API_KEY}")
+    token_ttl: Duration = Field(default=DEFAULT_TOKEN_TTL,
+                                description="a duration, e.g. 15m")
+
+    @field_validator("project_id")
+    @classmethod
+    def _check_project_id(cls, value: str) -> str:
+        return validate_room_id(value, what="project id")
+
+    @field_validator("realtime_url")
+    @classmethod
+    def _check_realtime_url(cls, value: str) -> str:
+        return _check_url(value, ("ws", "wss"), "write e.g. "
+                          "ws://localhost:3001/realtime/connection/websocket")
+
+    @field_validator("api_url")
+    @classmethod
+    def _check_api_url(cls, value: str) -> str:
+        # Paths are joined onto it later ("/publish"): a trailing slash would double up.
+        return _check_url(value, ("http", "https"),
+                          "write e.g. http://localhost:3001/api/realtime").rstrip("/")
+
+    @field_validator("server_api_key")
+    @classmethod
+    def _check_server_api_key(cls, value: SecretStr) -> SecretStr:
+        key = value.get_secret_value()
+        if not key:
+            raise ValueError("is empty; set it to the project's server API key")
+        if key != key.strip():
+            # Typically a newline pasted into an environment variable: the server would refuse
+            # the key with a puzzling 401, so say it here.
+            raise ValueError("has leading or trailing whitespace; remove it")
+        return value
+
+
+class RoomConfig(_Section):
+    """A room a bot joins; ``channel`` overrides the default ``chat:{project}:{room}``."""
+
+    id: str = Field(description="a room id, e.g. room_abc123")
+    channel: str | None = Field(default=None,
+                                description="a full channel name, e.g. chat:other_project:vip")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_room_id(cls, value: Any) -> Any:
+        # A bare string is the short form of {id: ...}. It is checked here, so that an error
+        # points at the list item the user wrote, not at an 'id' key they never wrote.
+        if isinstance(value, str):
+            return {"id": validate_room_id(value)}
+        if isinstance(value, Mapping | RoomConfig):
+            return value
+        hint = ("; YAML reads unquoted digits as a number, so put the room id in quotes"
+                if isinstance(value, int | float) and not isinstance(value, bool) else "")
+        raise ValueError("expected a room id, or a mapping like {id: vip, channel: "
+                         f"'chat:other_project:vip'}}, got {describe(value)}{hint}")
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        return validate_room_id(value)
+
+    @field_validator("channel")
+    @classmethod
+    def _check_channel(cls, value: str | None) -> str | None:
+        return None if value is None else validate_channel(value)
+
+    def channel_for(self, project_id: str) -> str:
+        """The channel to subscribe to for this room."""
+        return self.channel or chat_channel(project_id, self.id)
+
+
+class LimitsConfig(_Section):
+    """Per-bot bounds; the defaults suit a chat bot that answers within seconds."""
+
+    handler_timeout: Duration = Field(default=DEFAULT_HANDLER_TIMEOUT,
+                                      description="a duration, e.g. 10s")
+    lane_queue_size: StrictInt = Field(default=DEFAULT_LANE_QUEUE_SIZE, ge=1,
+                                       description="a whole number of messages, e.g. 1000")
+    max_text_length: StrictInt = Field(default=DEFAULT_MAX_TEXT_LENGTH, ge=1,
+                                       description="a whole number of characters, e.g. 4000")
+
+
+class BotConfig(_Section):
+    """One bot: which plugin runs it, as which user, in which rooms, with which settings."""
+
+    name: str = Field(description="a bot name, e.g. welcome")
+    plugin: str = Field(description="a plugin: a module path like bots.welcome, or an "
+                                    "entry point name")
+    user_id: str = Field(description="the bot's user id, e.g. bot_welcome")
+    rooms: list[RoomConfig] = Field(default_factory=list,
+                                    description="a list of room ids, e.g. [lobby, room_abc123]")
+    settings: dict[str, Any] = Field(default_factory=dict,
+                                     description="a mapping of the plugin's settings, "
+                                                 "e.g. {greeting: 'Hi {name}!'}")
+    enabled: StrictBool = Field(default=True, description="true or false")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig,
+                                 description="a mapping like {handler_timeout: 10s}")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _BOT_NAME.fullmatch(value):
+            raise ValueError(f"bot name {value!r} must start with a letter and contain only "
+                             "letters, digits, '_' and '-' (at most 64 characters)")
+        return value
+
+    @field_validator("plugin")
+    @classmethod
+    def _check_plugin(cls, value: str) -> str:
+        if not _PLUGIN.fullmatch(value):
+            raise ValueError(f"plugin {value!r} is neither a module path like bots.welcome nor "
+                             "an entry point name")
+        return value
+
+    @field_validator("user_id")
+    @classmethod
+    def _check_user_id(cls, value: str) -> str:
+        return validate_room_id(value, what="user id")
+
+    @field_validator("rooms")
+    @classmethod
+    def _unique_rooms(cls, rooms: list[RoomConfig]) -> list[RoomConfig]:
+        first: dict[str, int] = {}
+        for index, room in enumerate(rooms):
+            if room.id in first:
+                raise located(f"room {room.id!r} is listed twice (first as "
+                              f"rooms[{first[room.id]}]); remove one", index)
+            first[room.id] = index
+        return rooms
+
+    def channels(self, project_id: str) -> dict[str, str]:
+        """Room id -> channel to subscribe to, in the order the rooms are listed."""
+        return {room.id: room.channel_for(project_id) for room in self.rooms}
+
+
+class BotsConfig(_Section):
+    """A whole bots.yaml. ``source`` remembers where each value was written."""
+
+    xshathra: XshathraConfig = Field(
+        description="a mapping with project_id, realtime_url, api_url and server_api_key")
+    bots: list[BotConfig] = Field(description="a list of bots, each item starting with "
+                                              "'- name: ...'")
+    _source: SourceMap = PrivateAttr(default_factory=lambda: SourceMap("<config>"))
+
+    @field_validator("bots")
+    @classmethod
+    def _unique_bots(cls, bots: list[BotConfig]) -> list[BotConfig]:
+        # Names key logs, state and the CLI; user ids key the server's view of who spoke (and
+        # each bot ignores its own user): two bots sharing either would be confused.
+        for key in ("name", "user_id"):
+            first: dict[str, int] = {}
+            for index, bot in enumerate(bots):
+                value = getattr(bot, key)
+                if value in first:
+                    raise located(f"{key} {value!r} is already used by bots[{first[value]}]; "
+                                  f"each bot needs its own", index, key)
+                first[value] = index
+        return bots
+
+    @model_validator(mode="after")
+    def _unique_channels(self) -> Self:
+        # Two rooms of one bot may name the same channel (an override equal to a default); the
+        # server refuses a second subscription to a channel on one connection.
+        for bot_index, bot in enumerate(self.bots):
+            first: dict[str, int] = {}
+            for room_index, room in enumerate(bot.rooms):
+                try:
+                    channel = room.channel_for(self.xshathra.project_id)
+                except InvalidChannelError as exc:
+                    raise located(str(exc), "bots", bot_index, "rooms", room_index) from exc
+                if channel in first:
+                    raise located(f"channel {channel!r} is already used by rooms"
+                                  f"[{first[channel]}]", "bots", bot_index, "rooms", room_index)
+                first[channel] = room_index
+        return self
+
+    @property
+    def source(self) -> SourceMap:
+        """Where the values were written (file and lines), for errors found after loading."""
+        return self._source
+
+    def enabled_bots(self) -> list[BotConfig]:
+        return [bot for bot in self.bots if bot.enabled]
+
+    def __eq__(self, other: object) -> bool:
+        # pydantic compares private attributes too; two configs with the same values are equal
+        # however (and wherever) they were written.
+        if not isinstance(other, BotsConfig):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # mutable lists inside: not hashable

@@ -10,9 +10,15 @@ import pytest
 
 from botkit.exceptions import SubscriptionError, TerminalDisconnectError
 from botkit.localserver import LocalCentrifugo
-from botkit.protocol import Joined, Publication, StreamGap
-from botkit.realtime import ClientOptions, ConnectionStateChanged, RealtimeClient
+from botkit.protocol import Backoff, Joined, Publication, StreamGap
+from botkit.realtime import (
+    ClientOptions,
+    ConnectionState,
+    ConnectionStateChanged,
+    RealtimeClient,
+)
 from botkit.tokens import TokenMinter, chat_channel
+from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.server
 
@@ -177,3 +183,52 @@ async def test_presence_join_is_pushed(centrifugo: LocalCentrifugo) -> None:
                         break
             assert isinstance(event, Joined)
             assert not isinstance(event, ConnectionStateChanged)
+
+
+async def test_cut_connections_lose_and_duplicate_nothing(centrifugo: LocalCentrifugo) -> None:
+    """500 publications while a proxy between client and server cuts the connection 3 times:
+    every one arrives exactly once, in order (recovery from history on each resubscribe)."""
+    channel = room()
+    tokens = minter(centrifugo, "user_cuts")
+    async with TcpProxy("127.0.0.1", centrifugo.port) as proxy:
+        options = ClientOptions(min_reconnect_delay=0.01, backoff=Backoff(base=0.05, cap=0.2))
+        async with RealtimeClient(proxy.rewrite(centrifugo.ws_url), tokens.connection,
+                                  tokens.subscription, options=options) as client:
+            await client.subscribe(channel)
+            cutter = proxy.cut_in_background(times=3, interval=0.15)
+            async with httpx.AsyncClient() as http:
+                for n in range(500):
+                    await api_publish(centrifugo, channel, {"n": n}, http)
+                    if n % 50 == 0:
+                        await asyncio.sleep(0.02)
+            assert await cutter == [1, 1, 1]
+            received = [await next_publication(client, timeout=10) for _ in range(500)]
+            assert [p.data["n"] for p in received] == list(range(500))
+            assert [p.offset for p in received] == list(range(1, 501))
+            assert client.reconnects == 3
+            with pytest.raises(TimeoutError):
+                await next_publication(client, timeout=0.5)
+
+
+async def test_silent_server_is_noticed_and_left(make_centrifugo) -> None:  # type: ignore[no-untyped-def]
+    """A frozen network sends no close frame: only the missing pings tell. The client gives up
+    on the socket after the ping interval plus its grace, reconnects and recovers."""
+    server = make_centrifugo(ping_interval="2s", pong_timeout="1s")
+    channel = room()
+    tokens = minter(server, "user_frozen")
+    async with TcpProxy("127.0.0.1", server.port) as proxy:
+        options = ClientOptions(ping_grace=1.0, min_reconnect_delay=0.01, connect_timeout=2.0,
+                                backoff=Backoff(base=0.05, cap=0.2))
+        async with RealtimeClient(proxy.rewrite(server.ws_url), tokens.connection,
+                                  tokens.subscription, options=options) as client:
+            await client.subscribe(channel)
+            proxy.blackhole(True)
+            await api_publish(server, channel, {"n": 1})
+            # Silence past ping interval + grace (3 s): the client must have given up on the
+            # socket by itself, while the proxy still holds it open.
+            await asyncio.sleep(4.0)
+            assert client.state is not ConnectionState.CONNECTED
+            proxy.blackhole(False)
+            publication = await next_publication(client, timeout=10)
+            assert publication.data == {"n": 1}
+            assert client.reconnects == 1

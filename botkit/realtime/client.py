@@ -302,9 +302,11 @@ class RealtimeClient:
         if wanted is not None and not wanted.first_result.done():
             wanted.first_result.set_exception(ConnectionClosedError(f"{channel} unsubscribed"))
             wanted.first_result.exception()  # retrieved: nobody may be waiting
-        if self._connected.is_set() and channel in self._protocol.subscriptions:
-            await self._call(lambda: self._protocol.unsubscribe(channel))
-        else:
+        try:
+            if self._connected.is_set() and channel in self._protocol.subscriptions:
+                await self._call(lambda: self._protocol.unsubscribe(channel))
+        finally:
+            # Whatever the server heard, this client no longer wants the channel.
             self._protocol.forget(channel)
 
     def position(self, channel: str) -> StreamPosition | None:

@@ -1,0 +1,455 @@
+"""Room envelopes: the JSON objects that travel through rooms, as frozen pydantic models.
+
+Every message in a room is one envelope::
+
+    {"type": "chat.message", "id": "01HZX...", "roomId": "room_abc123",
+     "senderId": "user_01H...", "text": "hello", "sentAt": "2026-03-24T12:00:00.000Z"}
+
+Attributes are snake_case, the wire is camelCase; both spellings are accepted. The ``type`` picks
+the model through a registry that plugins extend with :func:`register_envelope`; a type nobody
+registered still parses, as a plain :class:`Envelope` that keeps its other fields in
+``model_extra``.
+
+Envelopes come from other users, so :func:`parse_envelope` treats its input as hostile: ids and
+texts are bounded, and every failure is one :class:`EnvelopeError` whose message names the field
+and quotes at most a short preview of the value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import (
+    CoreSchema,
+    ErrorDetails,
+    PydanticCustomError,
+    SchemaValidator,
+    core_schema,
+    from_json,
+)
+
+from botkit.exceptions import EnvelopeError
+from botkit.ulid import new_ulid
+
+__all__ = [
+    "DEFAULT_MAX_TEXT_LENGTH",
+    "MAX_ID_LENGTH",
+    "ChatMessage",
+    "Envelope",
+    "Typing",
+    "UserJoined",
+    "UserLeft",
+    "chat_message",
+    "envelope_to_dict",
+    "envelope_type_for",
+    "format_timestamp",
+    "parse_envelope",
+    "register_envelope",
+    "utc_now",
+]
+
+MAX_ID_LENGTH = 128
+"""Longest accepted id (also type name, room id, user id): ids come from other users."""
+
+DEFAULT_MAX_TEXT_LENGTH = 4000
+"""Longest accepted ``text`` unless :func:`parse_envelope` is told otherwise."""
+
+# An ISO 8601 date-time with offset and nanoseconds is 35 characters; anything much longer is not
+# worth handing to the parser.
+_MAX_TIMESTAMP_LENGTH = 64
+_PREVIEW_LENGTH = 40
+_MAX_REASON_LENGTH = 300
+
+_Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+# A tuple, not `str | bytes | bytearray`: that expression would build a union on every call.
+_JSON_TEXT_TYPES = (str, bytes, bytearray)
+
+
+# --- timestamps -----------------------------------------------------------------------------
+
+def utc_now() -> datetime:
+    """The current time in UTC, truncated to the millisecond the wire format carries (so an
+    envelope built now equals itself after a round trip through JSON)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def format_timestamp(dt: datetime) -> str:
+    """``dt`` as the wire writes it: UTC, milliseconds, ``Z`` (``2026-03-24T12:00:00.000Z``)."""
+    try:
+        utc = _as_utc(dt)
+    except ValueError as exc:
+        raise EnvelopeError(f"can't format {dt!r}: it {exc}") from None
+    # isoformat pads the year to four digits, which strftime("%Y") does not on every platform.
+    return utc.isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def _as_utc(dt: datetime) -> datetime:
+    """``dt`` in UTC at millisecond precision; ValueError when naive or out of range."""
+    if dt.utcoffset() is None:
+        raise ValueError("has no timezone; add one, e.g. 'Z' or '+02:00'")
+    if dt.tzinfo is not UTC:
+        try:
+            dt = dt.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of range in UTC") from None
+    if dt.microsecond % 1000:
+        dt = dt.replace(microsecond=dt.microsecond // 1000 * 1000)
+    return dt
+
+
+def _sent_at_from(value: object) -> datetime:
+    # Only ISO 8601 strings (and datetimes, for envelopes built in Python): pydantic would also
+    # take numbers as Unix time in seconds or milliseconds, a guess we would rather not make.
+    if isinstance(value, str):
+        if len(value) > _MAX_TIMESTAMP_LENGTH:
+            raise _field_error(f"is {len(value)} characters, too long for a date-time")
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise _field_error(f"is not an ISO 8601 date-time: {_preview(value)}") from None
+    elif not isinstance(value, datetime):
+        raise _field_error(f"must be an ISO 8601 date-time string, not {_kind(value)}")
+    try:
+        return _as_utc(value)
+    except ValueError as exc:
+        raise _field_error(str(exc)) from None
+
+
+# --- models ---------------------------------------------------------------------------------
+
+class Envelope(BaseModel):
+    """Any envelope. Fields beyond the five common ones are kept in ``model_extra``."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="allow",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        serialize_by_alias=True,
+    )
+
+    type: _Id
+    id: _Id
+    room_id: _Id
+    sender_id: _Id
+    sent_at: datetime
+
+    @field_validator("sent_at", mode="plain")
+    @classmethod
+    def _utc_sent_at(cls, value: object) -> datetime:
+        return _sent_at_from(value)
+
+    @field_serializer("sent_at", when_used="json")
+    def _format_sent_at(self, value: datetime) -> str:
+        return format_timestamp(value)
+
+
+def _sender_of(data: dict[str, Any]) -> Any:
+    # pydantic passes the fields validated so far; sender_id comes before user_id.
+    return data["sender_id"]
+
+
+class ChatMessage(Envelope):
+    type: Literal["chat.message"] = "chat.message"
+    text: str
+    reply_to: _Id | None = None
+
+
+class UserJoined(Envelope):
+    """Someone entered the room; the runtime also makes these from presence joins."""
+
+    type: Literal["user.joined"] = "user.joined"
+    user_id: _Id = Field(default_factory=_sender_of)
+    name: str | None = None
+
+
+class UserLeft(Envelope):
+    """Someone left the room; the runtime also makes these from presence leaves."""
+
+    type: Literal["user.left"] = "user.left"
+    user_id: _Id = Field(default_factory=_sender_of)
+    name: str | None = None
+
+
+class Typing(Envelope):
+    type: Literal["typing"] = "typing"
+    # Strict: lax pydantic would read "false", "off" or 0 as False; the wire has true/false.
+    is_typing: bool = Field(default=True, strict=True)
+
+
+# --- registry -------------------------------------------------------------------------------
+
+class _Registry:
+    """Envelope models by type name, with their validators looked up once, not per envelope."""
+
+    def __init__(self, models: dict[str, type[Envelope]] | None = None) -> None:
+        self.models: dict[str, type[Envelope]] = dict(models or {})
+        self.validators: dict[str, Callable[[object], Envelope]] = {
+            name: model.__pydantic_validator__.validate_python
+            for name, model in self.models.items()}
+        self.validate_json = self._json_validator()
+
+    def add(self, names: tuple[str, ...], model: type[Envelope]) -> None:
+        for name in names:
+            self.models[name] = model
+            self.validators[name] = model.__pydantic_validator__.validate_python
+        self.validate_json = self._json_validator()
+
+    def copy(self) -> _Registry:
+        return _Registry(self.models)
+
+    def _json_validator(self) -> Callable[[str | bytes | bytearray], Envelope]:
+        # One validator for JSON text: pydantic reads "type" and picks the registered model
+        # itself, or else takes the generic Envelope. Decoding to a dict first and then
+        # validating it would cost about twice as much. An invalid envelope of a registered
+        # type may still come out as a valid generic Envelope; _parse_json_text checks that.
+        choices: dict[Hashable, CoreSchema] = {
+            name: model.__pydantic_core_schema__ for name, model in self.models.items()}
+        schema = core_schema.union_schema(
+            [core_schema.tagged_union_schema(choices, discriminator="type"),
+             Envelope.__pydantic_core_schema__],
+            mode="left_to_right")
+        validate: Callable[[str | bytes | bytearray], Envelope]
+        validate = SchemaValidator(schema).validate_json
+        return validate
+
+
+_registry = _Registry()
+_validate_generic: Callable[[object], Envelope] = Envelope.__pydantic_validator__.validate_python
+
+_EnvelopeT = TypeVar("_EnvelopeT", bound=Envelope)
+
+
+def register_envelope(model: type[_EnvelopeT]) -> type[_EnvelopeT]:
+    """Make ``parse_envelope`` use ``model`` for the type(s) in its ``type: Literal[...]``.
+
+    Usable as a class decorator. A type already registered is refused, not replaced: two plugins
+    silently fighting over one type would be worse than an error at import time.
+    """
+    names = _literal_type_names(model)
+    for name in names:
+        if name in _registry.models:
+            owner = _registry.models[name]
+            raise EnvelopeError(f"envelope type {name!r} is already registered by "
+                                f"{owner.__module__}.{owner.__qualname__}")
+    if not model.__pydantic_complete__:
+        try:
+            model.model_rebuild()
+        except Exception as exc:  # pydantic raises several kinds here; all mean "incomplete"
+            raise EnvelopeError(f"{model.__qualname__} is not a complete model: {exc}") from exc
+    _registry.add(names, model)
+    return model
+
+
+def _literal_type_names(model: object) -> tuple[str, ...]:
+    if not (isinstance(model, type) and issubclass(model, Envelope)):
+        raise EnvelopeError(f"only Envelope subclasses can be registered, not {model!r}")
+    annotation = model.model_fields["type"].annotation
+    names = get_args(annotation) if get_origin(annotation) is Literal else ()
+    if not names or not all(isinstance(n, str) and 0 < len(n) <= MAX_ID_LENGTH for n in names):
+        raise EnvelopeError(
+            f"{model.__qualname__} must declare its type as a Literal of non-empty strings, "
+            "e.g. type: Literal['match.started'] = 'match.started'")
+    return names
+
+
+def envelope_type_for(type_name: str) -> type[Envelope]:
+    """The model registered for ``type_name``, or :class:`Envelope` when there is none."""
+    return _registry.models.get(type_name, Envelope)
+
+
+for _builtin in (ChatMessage, UserJoined, UserLeft, Typing):
+    register_envelope(_builtin)
+
+
+# --- parsing --------------------------------------------------------------------------------
+
+def parse_envelope(data: object, *, max_text_length: int = DEFAULT_MAX_TEXT_LENGTH) -> Envelope:
+    """Validate one envelope: a decoded JSON object (dict) or JSON text (str or bytes).
+
+    Returns the model registered for its ``type`` (:class:`Envelope` for unknown types). Raises
+    :class:`EnvelopeError`, and nothing else, when the input is not an acceptable envelope or its
+    ``text`` is longer than ``max_text_length`` characters.
+    """
+    if isinstance(data, dict):
+        envelope = _parse_object(data)
+    elif isinstance(data, _JSON_TEXT_TYPES):
+        envelope = _parse_json_text(data)
+    else:
+        raise _not_an_object(data)
+    _check_text_length(envelope, max_text_length)
+    return envelope
+
+
+def _parse_object(data: dict[Any, Any]) -> Envelope:
+    type_name = data.get("type")
+    # Only strings are looked up: a list would not even hash, and the model reports the error.
+    validate = (_registry.validators.get(type_name, _validate_generic)
+                if isinstance(type_name, str) else _validate_generic)
+    try:
+        return validate(data)
+    except ValidationError as exc:
+        raise EnvelopeError(_reason(exc)) from exc
+
+
+def _parse_json_text(raw: str | bytes | bytearray) -> Envelope:
+    try:
+        envelope = _registry.validate_json(raw)
+    except ValidationError:
+        pass
+    else:
+        # A generic result of a registered type means its own model refused it.
+        if type(envelope) is not Envelope or envelope.type not in _registry.models:
+            return envelope
+    # Invalid: decode and take the dict path, which picks the one model and words the error.
+    try:
+        data = from_json(raw)
+    except ValueError as exc:
+        raise EnvelopeError(f"not valid JSON: {_truncate(str(exc))}") from exc
+    except TypeError as exc:  # jiter's answer to a str with lone surrogates
+        raise EnvelopeError("not valid JSON: the text is not valid Unicode") from exc
+    if not isinstance(data, dict):
+        raise _not_an_object(data)
+    return _parse_object(data)
+
+
+def _check_text_length(envelope: Envelope, limit: int) -> None:
+    # A declared field lives in __dict__, an undeclared one in the extras; reading them directly
+    # avoids pydantic's __getattr__, which raises and catches for envelopes without text.
+    text = envelope.__dict__.get("text")
+    if text is None and envelope.__pydantic_extra__:
+        text = envelope.__pydantic_extra__.get("text")
+    if isinstance(text, str) and len(text) > limit:
+        raise EnvelopeError(f"'text' is {len(text)} characters; the limit is {limit}")
+
+
+# --- error messages -------------------------------------------------------------------------
+
+_EXPECTED = {
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "dict_type": "an object",
+    "list_type": "an array",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
+
+
+def _field_error(reason: str) -> PydanticCustomError:
+    # The reason goes into the context, not the template, so braces in a quoted value are safe.
+    return PydanticCustomError("envelope_field", "{reason}", {"reason": reason})
+
+
+def _not_an_object(value: object) -> EnvelopeError:
+    return EnvelopeError(f"not a JSON object (got {_kind(value)})")
+
+
+def _reason(exc: ValidationError) -> str:
+    """The first problem in ``exc`` as one short line, e.g. "missing field 'senderId'"."""
+    # default_factory_not_called only echoes an earlier error (user_id waits for sender_id).
+    errors = [e for e in exc.errors(include_url=False)
+              if e["type"] != "default_factory_not_called"]
+    if not errors:
+        return _truncate(str(exc))
+    reason = _describe(errors[0])
+    if len(errors) > 1:
+        reason += f" (and {len(errors) - 1} more)"
+    return _truncate(reason)
+
+
+def _describe(error: ErrorDetails) -> str:
+    kind, value, ctx = error["type"], error["input"], error.get("ctx") or {}
+    field = ".".join(str(part) for part in error["loc"])
+    if kind == "missing":
+        return f"missing field '{field}'"
+    if kind == "invalid_key":
+        return f"field names must be strings, not {_kind(value)}"
+    if kind == "envelope_field":
+        return f"'{field}' {error['msg']}"
+    if kind == "string_too_long" and isinstance(value, str):
+        return f"'{field}' is {len(value)} characters; the limit is {ctx['max_length']}"
+    if kind == "string_too_short" and ctx.get("min_length") == 1:
+        return f"'{field}' must not be empty"
+    if kind == "literal_error":
+        return f"'{field}' must be {ctx['expected']}, not {_preview(value)}"
+    if kind in _EXPECTED:
+        return f"'{field}' must be {_EXPECTED[kind]}, not {_kind(value)}"
+    where = f"'{field}': " if field else ""
+    return f"{where}{error['msg']} (got {_preview(value)})"
+
+
+def _kind(value: object) -> str:
+    """What a value is, in JSON's words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+def _preview(value: object) -> str:
+    """A short repr: hostile values must not flood the logs."""
+    if isinstance(value, str):
+        if len(value) <= _PREVIEW_LENGTH:
+            return repr(value)
+        return f"{value[:_PREVIEW_LENGTH]!r}... ({len(value)} characters)"
+    if isinstance(value, bool | float) or value is None:
+        return repr(value)
+    # repr() of an int beyond 4300 digits raises ValueError, and long ones flood the logs.
+    if isinstance(value, int) and value.bit_length() <= 64:
+        return repr(value)
+    return _kind(value)
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= _MAX_REASON_LENGTH else text[:_MAX_REASON_LENGTH] + "..."
+
+
+# --- building -------------------------------------------------------------------------------
+
+def envelope_to_dict(envelope: Envelope) -> dict[str, Any]:
+    """The envelope as the wire carries it: camelCase keys, ``sentAt`` as an ISO string."""
+    return envelope.model_dump(mode="json", by_alias=True)
+
+
+def chat_message(*, room_id: str, sender_id: str, text: str, reply_to: str | None = None,
+                 id: str | None = None, sent_at: datetime | None = None) -> ChatMessage:
+    """A new chat message with a fresh ULID and the current time unless given."""
+    if not isinstance(text, str):
+        raise EnvelopeError(f"the text of a chat message must be a string, not {_kind(text)}")
+    fields: dict[str, object] = {
+        "type": "chat.message",
+        "id": new_ulid() if id is None else id,
+        "room_id": room_id,
+        "sender_id": sender_id,
+        "text": text,
+        "sent_at": utc_now() if sent_at is None else sent_at,
+    }
+    if reply_to is not None:
+        fields["reply_to"] = reply_to
+    try:
+        return ChatMessage.model_validate(fields)
+    except ValidationError as exc:
+        raise EnvelopeError(_reason(exc)) from exc

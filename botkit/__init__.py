@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from botkit.bot import Bot, UsageError
+from botkit.context import Context
+from botkit.envelope import (
+    ChatMessage,
+    Envelope,
+    Typing,
+    UserJoined,
+    UserLeft,
+    register_envelope,
+)
 from botkit.exceptions import (
     ApiAuthError,
     ApiError,
@@ -32,9 +42,13 @@ __all__ = [
     "ApiReplyError",
     "ApiRequestError",
     "ApiUnavailableError",
+    "Bot",
     "BotkitError",
+    "ChatMessage",
     "ConfigError",
     "ConnectionClosedError",
+    "Context",
+    "Envelope",
     "EnvelopeError",
     "InvalidChannelError",
     "LocalServerError",
@@ -46,5 +60,10 @@ __all__ = [
     "SubscriptionError",
     "TerminalDisconnectError",
     "TokenError",
+    "Typing",
+    "UsageError",
+    "UserJoined",
+    "UserLeft",
     "__version__",
+    "register_envelope",
 ]

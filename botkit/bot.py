@@ -1,0 +1,267 @@
+"""``Bot``: the handler registry a plugin builds with decorators, and the rules that pick the
+handlers for an envelope.
+
+Routing rules, in one place:
+
+* a ``chat.message`` whose text is ``{prefix}{command}`` for a registered command goes to that
+  command only (plus ``"*"`` observers); a command of another bot is just text here;
+* any other message goes to every ``@bot.match`` whose pattern it contains, then to the
+  ``@bot.on(type)`` handlers of its type;
+* ``@bot.on("*")`` handlers see every envelope;
+* room and sender filters apply to all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel
+
+from botkit.envelope import ChatMessage, Envelope
+from botkit.exceptions import PluginError
+from botkit.routing import (
+    ArgumentError,
+    CommandLine,
+    HandlerSignature,
+    parse_command_line,
+    read_signature,
+)
+
+if TYPE_CHECKING:
+    from botkit.context import Context
+
+__all__ = ["Bot", "CommandInfo", "Invocation", "Middleware", "Route", "UsageError"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_COMMAND_NAME = re.compile(r"[a-z0-9_][a-z0-9_\-]{0,31}")
+Middleware = Callable[["Context", Callable[[], Awaitable[None]]], Awaitable[None]]
+"""``async def mw(ctx, call_next)``: runs around every handler call; ``await call_next()``."""
+
+
+class UsageError(Exception):
+    """Raise it from a command to answer with the command's usage line."""
+
+
+class RouteKind(enum.Enum):
+    EVENT = "event"
+    COMMAND = "command"
+    MATCH = "match"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandInfo:
+    name: str
+    aliases: tuple[str, ...]
+    help: str
+    usage: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Filters:
+    rooms: frozenset[str] | None = None
+    senders: frozenset[str] | None = None
+
+    def accept(self, room_id: str, sender_id: str) -> bool:
+        return ((self.rooms is None or room_id in self.rooms)
+                and (self.senders is None or sender_id in self.senders))
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    kind: RouteKind
+    fn: Callable[..., Any]
+    signature: HandlerSignature
+    filters: _Filters
+    event_type: str = ""
+    pattern: re.Pattern[str] | None = None
+    command: CommandInfo | None = None
+
+    @property
+    def name(self) -> str:
+        return self.signature.name
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """One handler to call for one envelope, with what routing found (match, arguments)."""
+
+    route: Route
+    match: re.Match[str] | None = None
+    command_line: CommandLine | None = None
+
+    async def __call__(self, ctx: Context) -> None:
+        route = self.route
+        rest = self.command_line.rest if self.command_line is not None else None
+        try:
+            arguments = route.signature.bind(ctx, ctx.event, self.match, rest)
+        except ArgumentError as exc:
+            await self._usage(ctx, str(exc))
+            return
+        try:
+            if route.signature.is_async:
+                result = await route.fn(*arguments)
+            else:
+                # Plain functions may block: they run in a worker thread, off the event loop.
+                result = await asyncio.to_thread(route.fn, *arguments)
+        except UsageError as exc:
+            await self._usage(ctx, str(exc))
+            return
+        if isinstance(result, str) and result:
+            await ctx.reply(result)
+
+    async def _usage(self, ctx: Context, reason: str) -> None:
+        command = self.route.command
+        if command is None:
+            raise PluginError(f"{self.route.name} raised UsageError but is not a command")
+        text = f"Usage: {command.usage}"
+        if reason:
+            text += f" ({reason})"
+        await ctx.reply(text)
+
+
+def _frozen(values: Iterable[str] | str | None) -> frozenset[str] | None:
+    if values is None:
+        return None
+    if isinstance(values, str):
+        return frozenset([values])
+    return frozenset(values)
+
+
+@dataclass(eq=False)
+class Bot:
+    """A bot plugin: create one at module level, decorate handlers, and name the module in
+    ``bots.yaml``. ``settings`` is the pydantic model the bot's settings are validated with."""
+
+    name: str
+    settings: type[BaseModel] | None = None
+    prefix: str = "/"
+    description: str = ""
+    routes: list[Route] = field(default_factory=list, init=False)
+    start_hooks: list[Callable[..., Any]] = field(default_factory=list, init=False)
+    stop_hooks: list[Callable[..., Any]] = field(default_factory=list, init=False)
+    middlewares: list[Middleware] = field(default_factory=list, init=False)
+    _commands: dict[str, Route] = field(default_factory=dict, init=False)
+
+    # -- decorators --------------------------------------------------------------------------
+
+    def on(self, event_type: str = "*", *, rooms: Iterable[str] | str | None = None,
+           senders: Iterable[str] | str | None = None) -> Callable[[_F], _F]:
+        """Handle envelopes of ``event_type`` (``"*"``: every envelope)."""
+        if not isinstance(event_type, str) or not event_type:
+            raise PluginError(f"bot {self.name}: @bot.on needs an event type such as "
+                              "'chat.message' or '*'")
+
+        def register(fn: _F) -> _F:
+            signature = read_signature(fn, command=False, what=f"bot {self.name}: handler")
+            self.routes.append(Route(RouteKind.EVENT, fn, signature,
+                                     _Filters(_frozen(rooms), _frozen(senders)),
+                                     event_type=event_type))
+            return fn
+
+        return register
+
+    def command(self, name: str, *, aliases: Iterable[str] = (), help: str = "",
+                rooms: Iterable[str] | str | None = None,
+                senders: Iterable[str] | str | None = None) -> Callable[[_F], _F]:
+        """Handle ``{prefix}name args``; arguments are converted from the handler's hints."""
+        names = [name, *aliases]
+        for each in names:
+            if not isinstance(each, str) or not _COMMAND_NAME.fullmatch(each):
+                raise PluginError(
+                    f"bot {self.name}: command name {each!r} must be 1-32 lowercase letters, "
+                    "digits, '_' or '-'")
+            if each in self._commands:
+                raise PluginError(f"bot {self.name}: command {each!r} is registered twice "
+                                  f"(by {self._commands[each].name})")
+
+        def register(fn: _F) -> _F:
+            what = f"bot {self.name}: command {name!r} handler"
+            signature = read_signature(fn, command=True, what=what)
+            info = CommandInfo(name, tuple(aliases), help,
+                               signature.usage(f"{self.prefix}{name}"))
+            route = Route(RouteKind.COMMAND, fn, signature,
+                          _Filters(_frozen(rooms), _frozen(senders)), command=info)
+            self.routes.append(route)
+            for each in names:
+                self._commands[each] = route
+            return fn
+
+        return register
+
+    def match(self, pattern: str | re.Pattern[str], *, flags: int = 0,
+              rooms: Iterable[str] | str | None = None,
+              senders: Iterable[str] | str | None = None) -> Callable[[_F], _F]:
+        """Handle chat messages whose text contains ``pattern`` (``re.search``)."""
+        try:
+            compiled = re.compile(pattern, flags) if isinstance(pattern, str) else pattern
+        except re.error as exc:
+            raise PluginError(f"bot {self.name}: invalid pattern {pattern!r}: {exc}") from exc
+
+        def register(fn: _F) -> _F:
+            signature = read_signature(fn, command=False, what=f"bot {self.name}: handler")
+            self.routes.append(Route(RouteKind.MATCH, fn, signature,
+                                     _Filters(_frozen(rooms), _frozen(senders)),
+                                     event_type="chat.message", pattern=compiled))
+            return fn
+
+        return register
+
+    def on_start(self, fn: _F) -> _F:
+        """Run ``fn(ctx)`` once the bot is connected and subscribed."""
+        read_signature(fn, command=False, what=f"bot {self.name}: on_start hook")
+        self.start_hooks.append(fn)
+        return fn
+
+    def on_stop(self, fn: _F) -> _F:
+        """Run ``fn(ctx)`` while the bot shuts down, before its connection closes."""
+        read_signature(fn, command=False, what=f"bot {self.name}: on_stop hook")
+        self.stop_hooks.append(fn)
+        return fn
+
+    def middleware(self, fn: Middleware) -> Middleware:
+        """Wrap every handler call: ``async def mw(ctx, call_next): ...; await call_next()``."""
+        self.middlewares.append(fn)
+        return fn
+
+    # -- routing -----------------------------------------------------------------------------
+
+    @property
+    def commands(self) -> list[CommandInfo]:
+        return [r.command for r in self.routes if r.command is not None]
+
+    def help_text(self) -> str:
+        lines = [f"{self.description}" if self.description else f"Commands of {self.name}:"]
+        for info in self.commands:
+            line = f"{info.usage}"
+            if info.help:
+                line += f" — {info.help}"
+            lines.append(line)
+        return "\n".join(lines)
+
+    def route(self, envelope: Envelope, room_id: str) -> list[Invocation]:
+        """The handlers to call for ``envelope`` in ``room_id``, in registration order."""
+        sender = envelope.sender_id
+        text = envelope.text if isinstance(envelope, ChatMessage) else None
+        command_line = parse_command_line(text, self.prefix) if text is not None else None
+        command = self._commands.get(command_line.name) if command_line else None
+        invocations: list[Invocation] = []
+        for route in self.routes:
+            if not route.filters.accept(room_id, sender):
+                continue
+            if route.kind is RouteKind.EVENT:
+                if route.event_type == "*" or (command is None
+                                               and route.event_type == envelope.type):
+                    invocations.append(Invocation(route))
+            elif route.kind is RouteKind.COMMAND:
+                if route is command:
+                    invocations.append(Invocation(route, command_line=command_line))
+            elif command is None and text is not None and route.pattern is not None:
+                found = route.pattern.search(text)
+                if found is not None:
+                    invocations.append(Invocation(route, match=found))
+        return invocations

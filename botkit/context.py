@@ -1,0 +1,180 @@
+"""``Context``: what a handler gets besides the envelope — where it is, who sent it, and the
+means to answer.
+
+Replies go through the server publish API, never the bot's own connection, so nobody can spoof a
+bot and a reply survives a dropped WebSocket. Each reply carries an idempotency key made of the
+bot, the causing envelope's id and the reply's position within that handling: when an envelope
+is handled again (a retry, a replay), the server drops the repeated publish and nobody sees the
+reply twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from botkit.envelope import (
+    ChatMessage,
+    Envelope,
+    chat_message,
+    envelope_to_dict,
+    parse_envelope,
+)
+from botkit.exceptions import BotkitError, EnvelopeError, InvalidChannelError
+from botkit.protocol.types import ClientInfo, HistoryResult
+from botkit.tokens import chat_channel
+
+if TYPE_CHECKING:
+    from botkit.bot import Bot
+
+__all__ = ["BotServices", "Context", "Publisher"]
+
+
+class Publisher(Protocol):
+    """What a context needs of the server API (``botkit.api.ServerApi`` provides it)."""
+
+    async def publish(self, channel: str, data: Any, *, idempotency_key: str | None = None,
+                      tags: Mapping[str, str] | None = None,
+                      skip_history: bool = False) -> Any: ...
+
+    async def presence(self, channel: str) -> dict[str, ClientInfo]: ...
+
+    async def history(self, channel: str, *, limit: int, since: Any = None,
+                      reverse: bool = False) -> HistoryResult: ...
+
+
+@dataclass(eq=False)
+class BotServices:
+    """Everything one running bot shares with all its contexts (made by the runtime)."""
+
+    name: str
+    user_id: str
+    project_id: str
+    bot: Bot
+    settings: Any
+    api: Publisher
+    channels: dict[str, str]
+    """Room id → channel, for the rooms in the bot's configuration."""
+    max_text_length: int = 4000
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("botkit.bot"))
+    replies_sent: int = 0
+
+    def channel_for(self, room_id: str) -> str:
+        channel = self.channels.get(room_id)
+        if channel is not None:
+            return channel
+        try:
+            return chat_channel(self.project_id, room_id)
+        except InvalidChannelError as exc:
+            raise BotkitError(f"bot {self.name}: cannot send to room {room_id!r}: {exc}") from exc
+
+
+class Context:
+    """Handed to every handler. ``event`` is the envelope being handled (None in on_start and
+    on_stop hooks, which have no room either)."""
+
+    __slots__ = ("_position", "event", "log", "room", "services")
+
+    def __init__(self, services: BotServices, event: Envelope | None = None,
+                 room: str | None = None) -> None:
+        self.services = services
+        self.event = event
+        self.room = room
+        self._position = 0
+        extra = {"bot": services.name, "room": room or "-",
+                 "envelope_id": event.id if event is not None else "-"}
+        self.log = logging.LoggerAdapter(services.logger, extra)
+
+    @property
+    def bot(self) -> Bot:
+        return self.services.bot
+
+    @property
+    def settings(self) -> Any:
+        return self.services.settings
+
+    @property
+    def user_id(self) -> str:
+        """The bot's own user id."""
+        return self.services.user_id
+
+    @property
+    def sender(self) -> str | None:
+        return self.event.sender_id if self.event is not None else None
+
+    @property
+    def channel(self) -> str | None:
+        return self.services.channel_for(self.room) if self.room is not None else None
+
+    @property
+    def text(self) -> str | None:
+        return self.event.text if isinstance(self.event, ChatMessage) else None
+
+    async def reply(self, text: str) -> ChatMessage:
+        """Answer in the room the envelope came from."""
+        if self.room is None:
+            raise BotkitError("reply() needs an envelope to answer; use send(room, text)")
+        message = await self.send(self.room, text)
+        assert isinstance(message, ChatMessage)
+        return message
+
+    async def send(self, room: str, message: str | Envelope | Mapping[str, Any]) -> Envelope:
+        """Publish into ``room``: a text becomes a ``chat.message`` from this bot; an envelope
+        (or its dict) is sent with this bot as its sender."""
+        services = self.services
+        channel = services.channel_for(room)
+        envelope = self._build(room, message)
+        key = self._next_idempotency_key()
+        await services.api.publish(channel, envelope_to_dict(envelope), idempotency_key=key)
+        services.replies_sent += 1
+        return envelope
+
+    def _build(self, room: str, message: str | Envelope | Mapping[str, Any]) -> Envelope:
+        services = self.services
+        reply_to = self.event.id if self.event is not None else None
+        if isinstance(message, str):
+            if len(message) > services.max_text_length:
+                raise EnvelopeError(f"reply text is {len(message)} characters; the limit is "
+                                    f"{services.max_text_length}")
+            return chat_message(room_id=room, sender_id=services.user_id, text=message,
+                                reply_to=reply_to)
+        raw = envelope_to_dict(message) if isinstance(message, Envelope) else dict(message)
+        # A bot speaks only as itself: the sender is forced, never taken from the caller.
+        raw.update(roomId=room, senderId=services.user_id)
+        raw.pop("room_id", None)
+        raw.pop("sender_id", None)
+        return parse_envelope(raw, max_text_length=services.max_text_length)
+
+    def _next_idempotency_key(self) -> str | None:
+        if self.event is None:
+            return None
+        self._position += 1
+        return f"{self.services.name}:{self.event.id}:{self._position}"
+
+    async def presence(self, room: str | None = None) -> list[ClientInfo]:
+        """The connections present in the room (one entry per connection), sorted by user."""
+        target = room or self.room
+        if target is None:
+            raise BotkitError("presence() needs a room outside a handler")
+        clients = await self.services.api.presence(self.services.channel_for(target))
+        return sorted(clients.values(), key=lambda info: (info.user, info.client))
+
+    async def history(self, limit: int = 20, room: str | None = None) -> list[Envelope]:
+        """The room's last ``limit`` valid envelopes, oldest first."""
+        target = room or self.room
+        if target is None:
+            raise BotkitError("history() needs a room outside a handler")
+        if limit <= 0:
+            return []
+        result = await self.services.api.history(self.services.channel_for(target),
+                                                 limit=limit, reverse=True)
+        envelopes: list[Envelope] = []
+        for publication in reversed(result.publications):
+            try:
+                envelopes.append(parse_envelope(publication.data,
+                                                max_text_length=self.services.max_text_length))
+            except EnvelopeError:
+                continue
+        return envelopes

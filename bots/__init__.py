@@ -1,0 +1,1 @@
+"""Example bots shipped with botkit, wired in the top-level bots.yaml."""

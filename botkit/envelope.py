@@ -17,7 +17,9 @@ and quotes at most a short preview of the value.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+import functools
+import operator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
@@ -25,19 +27,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     field_serializer,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import (
-    CoreSchema,
-    ErrorDetails,
-    PydanticCustomError,
-    SchemaValidator,
-    core_schema,
-    from_json,
-)
+from pydantic_core import ErrorDetails, PydanticCustomError, from_json
 
 from botkit.exceptions import EnvelopeError
 from botkit.ulid import new_ulid
@@ -215,14 +211,18 @@ class _Registry:
         # itself, or else takes the generic Envelope. Decoding to a dict first and then
         # validating it would cost about twice as much. An invalid envelope of a registered
         # type may still come out as a valid generic Envelope; _parse_json_text checks that.
-        choices: dict[Hashable, CoreSchema] = {
-            name: model.__pydantic_core_schema__ for name, model in self.models.items()}
-        schema = core_schema.union_schema(
-            [core_schema.tagged_union_schema(choices, discriminator="type"),
-             Envelope.__pydantic_core_schema__],
-            mode="left_to_right")
         validate: Callable[[str | bytes | bytearray], Envelope]
-        validate = SchemaValidator(schema).validate_json
+        models = tuple(dict.fromkeys(self.models.values()))
+        if not models:
+            validate = Envelope.__pydantic_validator__.validate_json
+            return validate
+        # Built as a type, not from the models' core schemas: pydantic then merges the nested
+        # models' definitions, which plain schema surgery would duplicate.
+        known: Any = functools.reduce(operator.or_, models)
+        tagged: Any = Annotated[known, Field(discriminator="type")]
+        adapter: TypeAdapter[Envelope] = TypeAdapter(
+            Annotated[tagged | Envelope, Field(union_mode="left_to_right")])
+        validate = adapter.validator.validate_json
         return validate
 
 
@@ -406,7 +406,7 @@ def _kind(value: object) -> str:
         return "an array"
     if isinstance(value, dict):
         return "an object"
-    return f"a {type(value).__name__}"
+    return f"a {type(value).__name__} object"
 
 
 def _preview(value: object) -> str:
@@ -431,7 +431,9 @@ def _truncate(text: str) -> str:
 
 def envelope_to_dict(envelope: Envelope) -> dict[str, Any]:
     """The envelope as the wire carries it: camelCase keys, ``sentAt`` as an ISO string."""
-    return envelope.model_dump(mode="json", by_alias=True)
+    # Optional fields left unset (replyTo, name) are left out rather than sent as null: the
+    # seed's envelopes carry only what they have.
+    return envelope.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def chat_message(*, room_id: str, sender_id: str, text: str, reply_to: str | None = None,

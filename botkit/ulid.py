@@ -4,7 +4,7 @@ A ULID is 128 bits written as 26 characters of Crockford's base32: a 48-bit Unix
 milliseconds followed by 80 random bits (https://github.com/ulid/spec). Ids made in one process
 sort in the order they were made, because within one millisecond the random part is incremented
 instead of drawn again (the spec's "monotonic" mode). Written here rather than taken from a
-dependency because it is forty lines and sits on the reply path.
+dependency: it is short and sits on the reply path.
 """
 
 from __future__ import annotations
@@ -39,10 +39,11 @@ class _MonotonicState:
     """The last timestamp and random part handed out, behind one lock."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
         self.reset()
 
     def reset(self) -> None:
+        # A new lock too: after a fork, another thread of the parent may have held the old one.
+        self.lock = threading.Lock()
         self.millis = -1
         self.random = 0
 

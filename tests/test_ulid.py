@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import threading
 import time
@@ -157,6 +158,31 @@ def test_not_ulids(value: object) -> None:
 def test_timestamp_beyond_year_9999_is_an_envelope_error() -> None:
     with pytest.raises(EnvelopeError, match="9999"):
         ulid_timestamp("7" + "Z" * 25)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+# Python 3.12+ warns about forking while other threads (of other tests) live; the child only
+# writes one id and leaves, so that is safe here.
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+def test_a_forked_child_does_not_continue_the_parents_sequence(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Frozen clock: without the reset at fork, parent and child would both hand out first + 1.
+    monkeypatch.setattr(ulid_module, "time", SimpleNamespace(time_ns=lambda: 1_700_000_000_000 *
+                                                             1_000_000))
+    new_ulid()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report one id and leave at once, whatever happens
+        try:
+            os.write(write_end, new_ulid().encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_end, "rb") as pipe:
+        child_ulid = pipe.read().decode()
+    assert is_ulid(child_ulid)
+    assert child_ulid != new_ulid()
 
 
 def test_thread_safety() -> None:

@@ -142,14 +142,20 @@ class BotRunner:
     async def _serve(self, stop: asyncio.Event) -> None:
         await self.client.start(wait=False)
         await self._wait_connected(stop)
+        if stop.is_set():
+            return
         for room, channel in self.channels.items():
             try:
                 await self.client.subscribe(channel)
             except SubscriptionError as exc:
                 self.stats.subscription_failures += 1
                 log.error("bot %s: cannot subscribe room %s: %s", self.config.name, room, exc)
-            else:
-                await self._lanes[channel].put(_Resync(announce=False))
+                continue
+            except RealtimeTimeoutError:
+                # The client keeps trying in the background; the bot serves its other rooms.
+                log.warning("bot %s: room %s is not subscribed yet; still trying",
+                            self.config.name, room)
+            await self._lanes[channel].put(_Resync(announce=False))
         await self._run_hooks(self.bot.start_hooks, "on_start")
         self.ready.set()
         log.info("bot %s serving %d room(s) as %s", self.config.name, len(self.channels),
@@ -378,5 +384,10 @@ class Runtime:
         except TerminalDisconnectError as exc:
             # One bot refused for good (wrong key, banned): stop the rest cleanly and report.
             failures.append(BotkitError(f"bot {runner.config.name}: {exc}"))
+            failures[-1].__cause__ = exc
+            self.stop_event.set()
+        except Exception as exc:
+            log.exception("bot %s stopped on an unexpected error", runner.config.name)
+            failures.append(BotkitError(f"bot {runner.config.name} failed: {exc!r}"))
             failures[-1].__cause__ = exc
             self.stop_event.set()

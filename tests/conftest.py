@@ -13,7 +13,7 @@ from botkit.localserver import LocalCentrifugo, ServerSettings, free_port
 IN_CI = bool(os.environ.get("CI"))
 
 
-def test_settings(**overrides: object) -> ServerSettings:
+def settings_for_tests(**overrides: object) -> ServerSettings:
     """Server settings for tests: a free port, fresh secrets, and short expiry delays so that a
     client that forgets to refresh a token is caught within seconds instead of 25 s."""
     values: dict[str, object] = {
@@ -41,7 +41,7 @@ def _start(server: LocalCentrifugo) -> LocalCentrifugo:
 @pytest.fixture(scope="session")
 def centrifugo() -> Iterator[LocalCentrifugo]:
     """One Centrifugo for the session. Tests must not stop or restart it."""
-    server = _start(LocalCentrifugo(test_settings()))
+    server = _start(LocalCentrifugo(settings_for_tests()))
     try:
         yield server
     finally:
@@ -54,7 +54,7 @@ def make_centrifugo() -> Iterator[Callable[..., LocalCentrifugo]]:
     servers: list[LocalCentrifugo] = []
 
     def make(**overrides: object) -> LocalCentrifugo:
-        server = LocalCentrifugo(test_settings(**overrides))
+        server = LocalCentrifugo(settings_for_tests(**overrides))
         servers.append(server)
         return _start(server)
 

@@ -5,10 +5,11 @@ Routing rules, in one place:
 
 * a ``chat.message`` whose text is ``{prefix}{command}`` for a registered command goes to that
   command only (plus ``"*"`` observers); a command of another bot is just text here;
-* any other message goes to every ``@bot.match`` whose pattern it contains, then to the
+* any other message goes to every ``@bot.match`` whose pattern it contains and to the
   ``@bot.on(type)`` handlers of its type;
 * ``@bot.on("*")`` handlers see every envelope;
-* room and sender filters apply to all of them.
+* room and sender filters apply to all of them, and the chosen handlers run one after another
+  in the order they were registered.
 """
 
 from __future__ import annotations
@@ -169,7 +170,11 @@ class Bot:
                 rooms: Iterable[str] | str | None = None,
                 senders: Iterable[str] | str | None = None) -> Callable[[_F], _F]:
         """Handle ``{prefix}name args``; arguments are converted from the handler's hints."""
-        names = [name, *aliases]
+        # A lone string is one alias, not a sequence of one-letter aliases.
+        alias_list = [aliases] if isinstance(aliases, str) else list(aliases)
+        names = [name, *alias_list]
+        if len(set(names)) != len(names):
+            raise PluginError(f"bot {self.name}: command {name!r} lists a name twice")
         for each in names:
             if not isinstance(each, str) or not _COMMAND_NAME.fullmatch(each):
                 raise PluginError(
@@ -182,7 +187,7 @@ class Bot:
         def register(fn: _F) -> _F:
             what = f"bot {self.name}: command {name!r} handler"
             signature = read_signature(fn, command=True, what=what)
-            info = CommandInfo(name, tuple(aliases), help,
+            info = CommandInfo(name, tuple(alias_list), help,
                                signature.usage(f"{self.prefix}{name}"))
             route = Route(RouteKind.COMMAND, fn, signature,
                           _Filters(_frozen(rooms), _frozen(senders)), command=info)

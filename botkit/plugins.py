@@ -23,6 +23,10 @@ def _bot_of(module: ModuleType | object, plugin: str) -> Bot:
     named = getattr(module, "bot", None)
     if isinstance(named, Bot):
         return named
+    if not isinstance(module, ModuleType):
+        # An entry point may name any object; only a Bot or a module holding one will do.
+        raise PluginError(f"plugin {plugin!r} is a {type(module).__name__}, not a Bot or a "
+                          "module defining one")
     found = [value for value in vars(module).values() if isinstance(value, Bot)]
     if len(found) == 1:
         return found[0]
@@ -55,7 +59,9 @@ def load_plugin(plugin: str, *, search_path: Path | None = None) -> Bot:
     try:
         module = importlib.import_module(plugin)
     except ModuleNotFoundError as exc:
-        if exc.name and plugin.startswith(exc.name):
+        # Missing is the plugin itself or a package on its path; a missing module it imports
+        # ("requests" for plugin "requests_bot") is a failed import, not a missing plugin.
+        if exc.name and (plugin == exc.name or plugin.startswith(f"{exc.name}.")):
             raise PluginError(
                 f"plugin {plugin!r} not found: no module of that name and no entry point in "
                 f"group {ENTRY_POINT_GROUP!r}") from exc

@@ -101,6 +101,8 @@ def parse_command_line(text: str, prefix: str) -> CommandLine | None:
     if not prefix or not text.startswith(prefix):
         return None
     body = text[len(prefix):]
+    if not body or body[0].isspace():
+        return None  # "/ ping" is prose that starts with a slash, not a command
     name, _, rest = body.partition(" ")
     name = name.strip()
     if not name or any(c.isspace() for c in name):
@@ -217,6 +219,8 @@ def read_signature(fn: Callable[..., Any], *, command: bool, what: str) -> Handl
     parameters = list(signature.parameters.values())
     if not parameters:
         raise PluginError(f"{what} {name}: it must take the context as its first parameter")
+    for parameter in parameters:
+        _check_positional(parameter, where=f"{what} {name}")
     params = [Param(parameters[0].name, ParamKind.CONTEXT)]
     params += [_read_param(parameter, hints.get(parameter.name, parameter.annotation),
                            command=command, where=f"{what} {name}")
@@ -232,11 +236,19 @@ def _greedy(param: Param) -> Param:
                  param.default, greedy=True)
 
 
-def _read_param(parameter: inspect.Parameter, annotation: Any, *, command: bool,
-                where: str) -> Param:
+def _check_positional(parameter: inspect.Parameter, *, where: str) -> None:
+    # Handlers are called with positional arguments only (the context first): anything else,
+    # the first parameter included, would fail on every call instead of at registration.
     if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
         raise PluginError(f"{where}: *{parameter.name} can't be served; "
                           "name each parameter (the last str one takes the rest of the line)")
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+        raise PluginError(f"{where}: keyword-only parameter {parameter.name!r} can't be "
+                          "served; move it before the '*'")
+
+
+def _read_param(parameter: inspect.Parameter, annotation: Any, *, command: bool,
+                where: str) -> Param:
     if _is_envelope_type(annotation) or (parameter.name == "event"
                                          and annotation is inspect.Parameter.empty):
         return Param(parameter.name, ParamKind.EVENT)

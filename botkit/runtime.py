@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from botkit.api import ServerApi
 from botkit.bot import Bot, Invocation
 from botkit.config import BotConfig, BotsConfig, validate_settings
@@ -42,6 +44,7 @@ from botkit.realtime import (
     SubscriptionFailed,
 )
 from botkit.tokens import TokenMinter
+from botkit.ulid import new_ulid
 
 __all__ = ["BotRunner", "BotStats", "LoadedBot", "Runtime", "load_bots"]
 
@@ -274,9 +277,18 @@ class BotRunner:
             return
         name = info.conn_info.get("name") if isinstance(info.conn_info, dict) else None
         model = UserJoined if joined else UserLeft
-        envelope = model(id=f"presence-{'join' if joined else 'leave'}-{info.client}"[:128],
-                         room_id=room, sender_id=info.user, user_id=info.user,
-                         name=name if isinstance(name, str) else None, sent_at=utc_now())
+        try:
+            envelope = model(id=f"presence-{'join' if joined else 'leave'}-{info.client}"[:128],
+                             room_id=room, sender_id=info.user, user_id=info.user,
+                             name=name if isinstance(name, str) else None, sent_at=utc_now())
+        except ValidationError:
+            # A user id no envelope may carry (over 128 characters): dropped like any invalid
+            # envelope. Raised here it would end the lane, and with it the bot.
+            self.stats.invalid += 1
+            log.warning("bot %s: ignored a presence %s in %s: the user id (%d characters) is "
+                        "not a valid envelope id", self.config.name,
+                        "join" if joined else "leave", room, len(info.user))
+            return
         await self._dispatch(room, envelope)
 
     async def _resync(self, room: str, announce: bool) -> None:
@@ -292,8 +304,10 @@ class BotRunner:
         for info in joined:
             await self._handle_presence(room, info, joined=True)
         for user in left:
-            await self._handle_presence(room, ClientInfo(user=user, client="resync"),
-                                        joined=False)
+            # The connection that left is unknown; a fresh id keeps each leave's envelope (and
+            # so its replies' idempotency keys) apart from every other leave's.
+            info = ClientInfo(user=user, client=f"resync-{new_ulid()}")
+            await self._handle_presence(room, info, joined=False)
 
     async def _dispatch(self, room: str, envelope: Envelope) -> None:
         if envelope.sender_id == self.config.user_id:
@@ -307,8 +321,12 @@ class BotRunner:
         if not invocations:
             return
         self.stats.handled += 1
+        # One context for all the handlers of an envelope: reply positions, and with them the
+        # idempotency keys, run on across handlers. A context each would give two handlers'
+        # first replies the same key, and the server would drop the second as a repeat.
+        ctx = Context(self.services, envelope, room)
         for invocation in invocations:
-            await self._invoke(Context(self.services, envelope, room), invocation)
+            await self._invoke(ctx, invocation)
 
     async def _invoke(self, ctx: Context, invocation: Invocation) -> None:
         async def call() -> None:
@@ -318,10 +336,17 @@ class BotRunner:
         for middleware in reversed(self.bot.middlewares):
             chain = _wrap(middleware, ctx, chain)
         envelope_id = ctx.event.id if ctx.event is not None else "-"
+        deadline = asyncio.timeout(self._limits.handler_timeout)
         try:
-            async with asyncio.timeout(self._limits.handler_timeout):
+            async with deadline:
                 await chain()
         except TimeoutError:
+            if not deadline.expired():
+                # The handler's own TimeoutError (an upstream call of its): an error like others.
+                self.stats.handler_errors += 1
+                log.exception("bot %s: handler %s failed on envelope %s", self.config.name,
+                              invocation.route.name, envelope_id)
+                return
             self.stats.handler_timeouts += 1
             log.error("bot %s: handler %s timed out after %.1fs on envelope %s",
                       self.config.name, invocation.route.name, self._limits.handler_timeout,

@@ -205,7 +205,8 @@ async def test_cut_connections_lose_and_duplicate_nothing(centrifugo: LocalCentr
             received = [await next_publication(client, timeout=10) for _ in range(500)]
             assert [p.data["n"] for p in received] == list(range(500))
             assert [p.offset for p in received] == list(range(1, 501))
-            assert client.reconnects == 3
+            # A cut that lands during a handshake costs an attempt, not an established session.
+            assert 1 <= client.reconnects <= 3
             with pytest.raises(TimeoutError):
                 await next_publication(client, timeout=0.5)
 

@@ -169,4 +169,5 @@ async def test_connection_cut_mid_stream_answers_every_command_once(
             replies = await hank.replies_from("bot_flaky", 150, timeout=30)
             assert [r["text"] for r in replies] == [str(n) for n in range(150)]
             assert await hank.quiet_from("bot_flaky", 1.0) == []
-            assert runtime.runners["flaky"].client.reconnects == 3
+            # A cut that lands during a handshake costs an attempt, not an established session.
+            assert 1 <= runtime.runners["flaky"].client.reconnects <= 3

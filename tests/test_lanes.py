@@ -1,0 +1,137 @@
+"""Lane: one bounded queue and one worker per (bot, room); order, backpressure, drain, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from botkit.lanes import Lane
+
+
+async def test_items_are_handled_one_at_a_time_in_order() -> None:
+    handled: list[int] = []
+    running = 0
+    overlap = False
+
+    async def handle(item: int) -> None:
+        nonlocal running, overlap
+        running += 1
+        overlap = overlap or running > 1
+        await asyncio.sleep(random.uniform(0, 0.002))
+        handled.append(item)
+        running -= 1
+
+    lane: Lane[int] = Lane("bot/lobby", handle, maxsize=5)
+    async with asyncio.TaskGroup() as group:
+        lane.start(group)
+        for n in range(50):
+            await lane.put(n)
+        assert await lane.drain(5.0) is True
+        assert lane.pending == 0
+        await lane.stop()
+    assert handled == list(range(50))
+    assert not overlap
+
+
+async def test_a_full_lane_makes_the_producer_wait() -> None:
+    gate = asyncio.Event()
+    handled: list[int] = []
+
+    async def handle(item: int) -> None:
+        await gate.wait()
+        handled.append(item)
+
+    lane: Lane[int] = Lane("bot/busy", handle, maxsize=2)
+    async with asyncio.TaskGroup() as group:
+        lane.start(group)
+        await lane.put(1)
+        await asyncio.sleep(0.01)  # the worker takes 1 and waits at the gate
+        await lane.put(2)
+        await lane.put(3)
+        assert lane.pending == 2
+        blocked = asyncio.create_task(lane.put(4))
+        await asyncio.sleep(0.05)
+        assert not blocked.done()  # bounded: the producer waits instead of queueing more
+        assert lane.pending == 2
+        gate.set()
+        async with asyncio.timeout(2):
+            await blocked
+        assert await lane.drain(2.0) is True
+        await lane.stop()
+    assert handled == [1, 2, 3, 4]
+
+
+async def test_drain_gives_up_after_its_timeout() -> None:
+    gate = asyncio.Event()
+
+    async def handle(item: int) -> None:
+        await gate.wait()
+
+    lane: Lane[int] = Lane("bot/slow", handle, maxsize=10)
+    async with asyncio.TaskGroup() as group:
+        lane.start(group)
+        for n in range(3):
+            await lane.put(n)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await lane.drain(0.1) is False
+        assert 0.09 <= loop.time() - started < 1.0
+        assert lane.pending >= 2
+        gate.set()
+        assert await lane.drain(2.0) is True
+        await lane.stop()
+
+
+async def test_stop_cancels_the_worker_and_leaves_the_rest() -> None:
+    started = asyncio.Event()
+    outcomes: list[str] = []
+
+    async def handle(item: int) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            outcomes.append(f"cancelled {item}")
+            raise
+        outcomes.append(f"done {item}")
+
+    lane: Lane[int] = Lane("bot/stop", handle, maxsize=10)
+    async with asyncio.TaskGroup() as group:
+        lane.start(group)
+        await lane.put(1)
+        await lane.put(2)
+        await started.wait()
+        async with asyncio.timeout(2):
+            await lane.stop()
+        await lane.stop()  # a second stop is harmless
+        assert outcomes == ["cancelled 1"]
+        assert lane.pending == 1  # nobody handles what was still queued
+    # The TaskGroup ended normally: a stopped lane is not an error.
+
+
+async def test_stop_before_start_and_drain_of_an_empty_lane() -> None:
+    async def handle(item: int) -> None:
+        raise AssertionError("never called")
+
+    lane: Lane[int] = Lane("bot/idle", handle, maxsize=1)
+    await lane.stop()
+    assert await lane.drain(0.01) is True
+
+
+async def test_stop_does_not_swallow_its_own_cancellation() -> None:
+    async def handle(item: int) -> None:
+        await asyncio.sleep(60)
+
+    lane: Lane[int] = Lane("bot/cancel", handle, maxsize=1)
+    async with asyncio.TaskGroup() as group:
+        lane.start(group)
+        await lane.put(1)
+        await asyncio.sleep(0)
+        stopper = asyncio.create_task(lane.stop())
+        await asyncio.sleep(0)
+        stopper.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stopper
+        await lane.stop()

@@ -1,0 +1,62 @@
+"""RoomPresence: joins and leaves counted per connection, and resync after a reconnect."""
+
+from __future__ import annotations
+
+from botkit.presence import RoomPresence
+from botkit.protocol.types import ClientInfo
+
+
+def conn(user: str, client: str) -> ClientInfo:
+    return ClientInfo(user=user, client=client)
+
+
+def test_a_user_joins_with_the_first_connection_and_leaves_with_the_last() -> None:
+    room = RoomPresence()
+    assert room.join(conn("alice", "c1")) is True
+    assert room.join(conn("alice", "c2")) is False  # a second tab
+    assert room.join(conn("bob", "c3")) is True
+    assert room.users() == {"alice", "bob"}
+    assert room.leave(conn("alice", "c1")) is False
+    assert room.users() == {"alice", "bob"}
+    assert room.leave(conn("alice", "c2")) is True
+    assert room.users() == {"bob"}
+    assert room.clients == {"bob": {"c3"}}
+
+
+def test_repeated_and_unknown_pushes_change_nothing() -> None:
+    room = RoomPresence()
+    assert room.join(conn("alice", "c1")) is True
+    assert room.join(conn("alice", "c1")) is False  # the same connection again
+    assert room.leave(conn("alice", "c9")) is False  # a connection we never saw
+    assert room.leave(conn("zed", "c1")) is False  # a user we never saw
+    assert room.users() == {"alice"}
+    assert room.leave(conn("alice", "c1")) is True
+    assert room.leave(conn("alice", "c1")) is False  # left already
+    assert room.users() == set()
+    assert room.join(conn("alice", "c4")) is True  # back again: a new join
+
+
+def test_resync_reports_who_came_and_went_meanwhile() -> None:
+    room = RoomPresence()
+    for user, client in [("alice", "c1"), ("alice", "c2"), ("bob", "c3"), ("dan", "c6")]:
+        room.join(conn(user, client))
+    present = [conn("alice", "c2"), conn("carol", "c4"), conn("carol", "c5"), conn("dan", "c7")]
+    joined, left = room.resync(present)
+    assert joined == [conn("carol", "c4")]  # once per user, her first connection
+    assert left == ["bob"]
+    # alice lost a tab and dan swapped connections: both stayed, neither is reported.
+    assert room.clients == {"alice": {"c2"}, "carol": {"c4", "c5"}, "dan": {"c7"}}
+    # The state now follows the server's: later pushes count from it.
+    assert room.leave(conn("alice", "c1")) is False
+    assert room.leave(conn("alice", "c2")) is True
+    assert room.leave(conn("carol", "c4")) is False
+    assert room.join(conn("bob", "c8")) is True
+
+
+def test_resync_from_and_to_an_empty_room() -> None:
+    room = RoomPresence()
+    assert room.resync([]) == ([], [])
+    assert room.resync([conn("alice", "c1")]) == ([conn("alice", "c1")], [])
+    assert room.resync([conn("alice", "c1")]) == ([], [])
+    assert room.resync([]) == ([], ["alice"])
+    assert room.users() == set()

@@ -1,0 +1,71 @@
+"""The public surface of ``botkit`` is pinned: adding or removing a name is a decision."""
+
+from __future__ import annotations
+
+import importlib
+
+import botkit
+from botkit.exceptions import BotkitError
+
+PUBLIC = [
+    "ApiAuthError",
+    "ApiError",
+    "ApiReplyError",
+    "ApiRequestError",
+    "ApiUnavailableError",
+    "Bot",
+    "BotkitError",
+    "ChatMessage",
+    "ConfigError",
+    "ConnectionClosedError",
+    "Context",
+    "Envelope",
+    "EnvelopeError",
+    "InvalidChannelError",
+    "LocalServerError",
+    "PluginError",
+    "ProtocolError",
+    "RealtimeError",
+    "RealtimeTimeoutError",
+    "ReplyError",
+    "SubscriptionError",
+    "TerminalDisconnectError",
+    "TokenError",
+    "Typing",
+    "UsageError",
+    "UserJoined",
+    "UserLeft",
+    "__version__",
+    "register_envelope",
+]
+
+
+def test_all_is_pinned() -> None:
+    assert botkit.__all__ == PUBLIC
+
+
+def test_every_public_name_is_importable() -> None:
+    namespace: dict[str, object] = {}
+    exec("from botkit import *", namespace)  # the star import is the test
+    for name in PUBLIC:
+        assert getattr(botkit, name) is not None
+    assert set(PUBLIC) - {"__version__"} <= set(namespace)
+
+
+def test_public_names_come_from_their_modules() -> None:
+    from botkit.bot import Bot, UsageError
+    from botkit.context import Context
+    from botkit.envelope import register_envelope
+
+    assert (botkit.Bot, botkit.UsageError, botkit.Context) == (Bot, UsageError, Context)
+    assert botkit.register_envelope is register_envelope
+    exceptions = importlib.import_module("botkit.exceptions")
+    exported = [name for name in PUBLIC if name.endswith("Error") and name != "UsageError"]
+    assert len(exported) == 19
+    for name in exported:
+        assert getattr(botkit, name) is getattr(exceptions, name)
+        assert issubclass(getattr(botkit, name), BotkitError)
+    # UsageError is a handler's way to ask for the usage line, not a failure of botkit.
+    assert not issubclass(botkit.UsageError, BotkitError)
+    assert isinstance(botkit.__version__, str)
+    assert botkit.__version__.count(".") == 2

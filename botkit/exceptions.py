@@ -22,6 +22,7 @@ chained with ``from`` so the original cause stays visible::
     │   ├── ApiReplyError           the API answered with a Centrifugo error code
     │   └── ApiUnavailableError     transport errors or 5xx, still failing after the retries
     ├── EnvelopeError               an envelope is invalid (not JSON, wrong fields, too long)
+    ├── StateError                  the state store failed (bad key or value, unusable file)
     └── LocalServerError            the local development server can't be built or started
 """
 
@@ -44,6 +45,7 @@ __all__ = [
     "RealtimeError",
     "RealtimeTimeoutError",
     "ReplyError",
+    "StateError",
     "SubscriptionError",
     "TerminalDisconnectError",
     "TokenError",
@@ -166,6 +168,11 @@ class ApiUnavailableError(ApiError):
 
 class EnvelopeError(BotkitError):
     """An envelope is invalid: not a JSON object, missing or mistyped fields, too long."""
+
+
+class StateError(BotkitError):
+    """The state store failed: a key or value it can't store, or a file it can't use (the
+    message names the file; the cause is chained)."""
 
 
 class LocalServerError(BotkitError):

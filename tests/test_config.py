@@ -23,10 +23,12 @@ from botkit.config import (
     DEFAULT_HANDLER_TIMEOUT,
     DEFAULT_LANE_QUEUE_SIZE,
     DEFAULT_MAX_TEXT_LENGTH,
+    DEFAULT_STATE_PATH,
     BotConfig,
     BotsConfig,
     RoomConfig,
     SourceMap,
+    StateConfig,
     load_config,
     parse_config,
     parse_duration,
@@ -128,8 +130,9 @@ def test_defaults_fill_in_optional_keys() -> None:
 def test_public_api_is_pinned() -> None:
     assert sorted(botkit.config.__all__) == [
         "BotConfig", "BotsConfig", "DEFAULT_HANDLER_TIMEOUT", "DEFAULT_LANE_QUEUE_SIZE",
-        "DEFAULT_MAX_TEXT_LENGTH", "LimitsConfig", "RoomConfig", "SourceMap", "XshathraConfig",
-        "load_config", "parse_config", "parse_duration", "validate_settings",
+        "DEFAULT_MAX_TEXT_LENGTH", "DEFAULT_STATE_PATH", "LimitsConfig", "RoomConfig",
+        "SourceMap", "StateConfig", "XshathraConfig", "load_config", "parse_config",
+        "parse_duration", "validate_settings",
     ]
     for name in botkit.config.__all__:
         assert hasattr(botkit.config, name), name
@@ -602,6 +605,71 @@ def test_file_key_needs_a_path() -> None:
     error = error_of(FILE_HEADER.format(path="") + ONE_BOT)
     assert str(error) == ("bots.yaml:5: xshathra.server_api_key_file: expected the path of a "
                           "file to read the value from")
+
+
+# --- state: ---------------------------------------------------------------------------------
+
+
+def test_state_defaults_to_sqlite_next_to_the_config_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_config(tmp_path / "conf", with_bots(ONE_BOT))
+    monkeypatch.chdir(tmp_path)  # the default path must resolve against the file, not the cwd
+    config = load_config(path, environ=ENV)
+    assert config.state == StateConfig(backend="sqlite",
+                                       path=tmp_path / "conf" / ".botkit" / "state.sqlite")
+    assert DEFAULT_STATE_PATH == ".botkit/state.sqlite"
+
+
+def test_state_section_with_a_relative_path(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_config(tmp_path / "conf", with_bots(ONE_BOT) + textwrap.dedent("""\
+        state:
+          backend: sqlite
+          path: data/bots.sqlite
+        """))
+    monkeypatch.chdir(tmp_path)
+    state = load_config(path, environ=ENV).state
+    assert state.backend == "sqlite"
+    assert state.path == tmp_path / "conf" / "data" / "bots.sqlite"
+    assert state.path.is_absolute()
+
+
+def test_state_section_with_an_absolute_path_from_a_variable(tmp_path: Path) -> None:
+    text = with_bots(ONE_BOT) + "state: {backend: memory, path: '${STATE_DIR}/s.sqlite'}\n"
+    state = parse(text, env={**ENV, "STATE_DIR": str(tmp_path)},
+                  base_dir=tmp_path / "elsewhere").state
+    assert (state.backend, state.path) == ("memory", tmp_path / "s.sqlite")
+
+
+def test_state_section_built_in_code_resolves_against_the_cwd(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert StateConfig().path == tmp_path / DEFAULT_STATE_PATH
+    assert StateConfig(path=Path("/abs/s.sqlite")).path == Path("/abs/s.sqlite")
+
+
+@pytest.mark.parametrize(("state", "message"), [
+    ("{backend: redis}", "state.backend: expected sqlite (a file that survives restarts) or "
+                         "memory (lost at exit, for tests), got 'redis'"),
+    ("{backend: [sqlite]}", "state.backend: expected sqlite (a file that survives restarts) or "
+                            "memory (lost at exit, for tests), got a list"),
+    ("{pth: x.sqlite}", "state.pth: unknown key 'pth'; did you mean 'path'?"),
+    ("{path: ''}", "state.path: expected a file path, e.g. .botkit/state.sqlite, got an empty "
+                   "string"),
+    ("{path: 3}", "state.path: expected a file path, e.g. .botkit/state.sqlite, got a number"),
+    ("", "state: expected a mapping like {backend: sqlite, path: .botkit/state.sqlite}, got "
+         "nothing (the key has no value); write {} for an empty one"),
+])
+def test_bad_state_section_is_located(state: str, message: str) -> None:
+    error = error_of(with_bots(ONE_BOT) + f"state: {state}\n")
+    assert str(error) == f"bots.yaml:10: {message}"
+    assert error.line == 10
+
+
+def test_bad_state_backend_points_at_its_line() -> None:
+    error = error_of(with_bots(ONE_BOT) + "state:\n  path: s.sqlite\n  backend: SQLite\n")
+    assert (error.line, error.field) == (12, "state.backend")
+    assert str(error).endswith("got 'SQLite'")
 
 
 # --- secrets ----------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ def parse_config(text: str, *, source: str = "<string>",
                  environ: Mapping[str, str] | None = None,
                  base_dir: str | os.PathLike[str] | None = None) -> BotsConfig:
     """Validate bots.yaml given as text; ``source`` names it in errors, ``base_dir`` (default:
-    the current directory) anchors relative ``*_file`` paths."""
+    the current directory) anchors relative paths (``*_file``, ``state.path``)."""
     data, source_map = read_yaml(text, source)
     if data is None:
         raise ConfigError("the file is empty; it needs an 'xshathra:' mapping and a 'bots:' list",
@@ -52,13 +52,14 @@ def parse_config(text: str, *, source: str = "<string>",
     if not isinstance(data, dict):
         raise source_map.error((), "the top level must be a mapping with 'xshathra:' and "
                                    f"'bots:' keys, got {describe(data)}")
-    expander = Expander(source_map, os.environ if environ is None else environ,
-                        Path.cwd() if base_dir is None else Path(base_dir))
+    base = Path.cwd() if base_dir is None else Path(base_dir)
+    expander = Expander(source_map, os.environ if environ is None else environ, base)
     expanded = expander.expand(data)
     if expander.errors:
         raise combine_errors(expander.errors)
     try:
-        config = BotsConfig.model_validate(expanded)
+        # base_dir also anchors relative paths inside the schema (state.path).
+        config = BotsConfig.model_validate(expanded, context={"base_dir": base})
     except ValidationError as exc:
         raise translate(exc.errors(), source_map, BotsConfig) from without_inputs(
             exc, source_map, BotsConfig)

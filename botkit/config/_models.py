@@ -5,6 +5,7 @@ loaded, and never prints its input in pydantic's own error text (the input may b
 field's ``description`` is a noun phrase that completes "expected ...", and the error translation
 uses it. A new section (``state:``, per-bot ``schedules:``) is a new ``_Section`` subclass and one
 field on its parent; cross-field checks live in validators next to the fields they concern.
+Relative paths resolve against ``base_dir`` in the validation context (the config file's folder).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Self
+from pathlib import Path, PurePath
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -24,6 +26,7 @@ from pydantic import (
     SecretStr,
     StrictBool,
     StrictInt,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -37,10 +40,12 @@ __all__ = [
     "DEFAULT_HANDLER_TIMEOUT",
     "DEFAULT_LANE_QUEUE_SIZE",
     "DEFAULT_MAX_TEXT_LENGTH",
+    "DEFAULT_STATE_PATH",
     "BotConfig",
     "BotsConfig",
     "LimitsConfig",
     "RoomConfig",
+    "StateConfig",
     "XshathraConfig",
     "parse_duration",
 ]
@@ -48,6 +53,7 @@ __all__ = [
 DEFAULT_HANDLER_TIMEOUT = 10.0
 DEFAULT_LANE_QUEUE_SIZE = 1000
 DEFAULT_MAX_TEXT_LENGTH = 4000
+DEFAULT_STATE_PATH = ".botkit/state.sqlite"
 
 _DURATION = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ms|s|m|h))+")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
@@ -251,6 +257,37 @@ class BotConfig(_Section):
         return {room.id: room.channel_for(project_id) for room in self.rooms}
 
 
+class StateConfig(_Section):
+    """Where ``ctx.state`` lives: a SQLite file (the default; the scheduler's jobs share it), or
+    memory (lost at exit; for tests). ``path`` is stored resolved."""
+
+    backend: Literal["sqlite", "memory"] = Field(default="sqlite",
+                                                 description="sqlite or memory")
+    path: Path = Field(default=Path(DEFAULT_STATE_PATH), validate_default=True,
+                       description=f"a file path, e.g. {DEFAULT_STATE_PATH}")
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _check_backend(cls, value: Any) -> Any:
+        if isinstance(value, str) and value in ("sqlite", "memory"):
+            return value
+        got = repr(value) if isinstance(value, str) else describe(value)
+        raise ValueError("expected sqlite (a file that survives restarts) or memory (lost at "
+                         f"exit, for tests), got {got}")
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _resolve_path(cls, value: Any, info: ValidationInfo) -> Path:
+        if not isinstance(value, str | PurePath) or not str(value).strip():
+            got = "an empty string" if isinstance(value, str) else describe(value)
+            raise ValueError(f"expected a file path, e.g. {DEFAULT_STATE_PATH}, got {got}")
+        # Like *_file paths: relative to the config file, so the bots find their state whatever
+        # directory they are started from. Without a context (a config built in code): the cwd.
+        base = (info.context or {}).get("base_dir")
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else Path(base or Path.cwd()) / path
+
+
 class BotsConfig(_Section):
     """A whole bots.yaml. ``source`` remembers where each value was written."""
 
@@ -258,6 +295,10 @@ class BotsConfig(_Section):
         description="a mapping with project_id, realtime_url, api_url and server_api_key")
     bots: list[BotConfig] = Field(description="a list of bots, each item starting with "
                                               "'- name: ...'")
+    # validate_default: the default section must see the context too, to resolve its path.
+    state: StateConfig = Field(default_factory=dict, validate_default=True,
+                               description="a mapping like {backend: sqlite, path: "
+                                           f"{DEFAULT_STATE_PATH}}}")
     _source: SourceMap = PrivateAttr(default_factory=lambda: SourceMap("<config>"))
 
     @field_validator("bots")

@@ -19,8 +19,12 @@ import enum
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import BaseModel
 
 from botkit.envelope import ChatMessage, Envelope
@@ -32,6 +36,7 @@ from botkit.routing import (
     parse_command_line,
     read_signature,
 )
+from botkit.scheduler import ScheduleSpec
 
 if TYPE_CHECKING:
     from botkit.context import Context
@@ -146,6 +151,7 @@ class Bot:
     start_hooks: list[Callable[..., Any]] = field(default_factory=list, init=False)
     stop_hooks: list[Callable[..., Any]] = field(default_factory=list, init=False)
     middlewares: list[Middleware] = field(default_factory=list, init=False)
+    schedules: list[ScheduleSpec] = field(default_factory=list, init=False)
     _commands: dict[str, Route] = field(default_factory=dict, init=False)
 
     # -- decorators --------------------------------------------------------------------------
@@ -212,6 +218,41 @@ class Bot:
             self.routes.append(Route(RouteKind.MATCH, fn, signature,
                                      _Filters(_frozen(rooms), _frozen(senders)),
                                      event_type="chat.message", pattern=compiled))
+            return fn
+
+        return register
+
+    def every(self, *, seconds: float = 0, minutes: float = 0, hours: float = 0,
+              rooms: Iterable[str] | str | None = None) -> Callable[[_F], _F]:
+        """Run ``fn(ctx)`` at a fixed interval, once per listed room (``ctx.room``), or once
+        with no room when ``rooms`` is not given."""
+        total = seconds + 60 * minutes + 3600 * hours
+        if total <= 0:
+            raise PluginError(f"bot {self.name}: @bot.every needs a positive interval, e.g. "
+                              "@bot.every(minutes=5)")
+        return self._scheduled(IntervalTrigger(seconds=total, timezone=UTC), rooms,
+                               f"every {total:g}s")
+
+    def cron(self, expression: str, *, rooms: Iterable[str] | str | None = None,
+             timezone: str = "UTC") -> Callable[[_F], _F]:
+        """Run ``fn(ctx)`` on a crontab schedule (``"*/5 * * * *"``), in ``timezone``."""
+        try:
+            trigger = CronTrigger.from_crontab(expression, timezone=timezone)
+        except (ValueError, LookupError) as exc:
+            raise PluginError(f"bot {self.name}: invalid cron expression {expression!r} or "
+                              f"timezone {timezone!r}: {exc}") from exc
+        return self._scheduled(trigger, rooms, f"cron {expression}")
+
+    def _scheduled(self, trigger: BaseTrigger, rooms: Iterable[str] | str | None,
+                   what: str) -> Callable[[_F], _F]:
+        room_list = tuple(sorted(_frozen(rooms) or ()))
+
+        def register(fn: _F) -> _F:
+            signature = read_signature(fn, command=False, what=f"bot {self.name}: {what} job")
+            key = signature.name
+            if any(spec.key == key for spec in self.schedules):
+                raise PluginError(f"bot {self.name}: {key} is scheduled twice")
+            self.schedules.append(ScheduleSpec(key, trigger, room_list, fn=fn))
             return fn
 
         return register

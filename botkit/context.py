@@ -11,8 +11,9 @@ reply twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from botkit.envelope import (
@@ -28,6 +29,8 @@ from botkit.tokens import chat_channel
 
 if TYPE_CHECKING:
     from botkit.bot import Bot
+    from botkit.scheduler import BotScheduler, ScheduledJob
+    from botkit.state import BotState
 
 __all__ = ["BotServices", "Context", "Publisher"]
 
@@ -59,6 +62,8 @@ class BotServices:
     """Room id → channel, for the rooms in the bot's configuration."""
     max_text_length: int = 4000
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("botkit.bot"))
+    state: BotState | None = None
+    scheduler: BotScheduler | None = None
     replies_sent: int = 0
 
     def channel_for(self, room_id: str) -> str:
@@ -72,16 +77,19 @@ class BotServices:
 
 
 class Context:
-    """Handed to every handler. ``event`` is the envelope being handled (None in on_start and
-    on_stop hooks, which have no room either)."""
+    """Handed to every handler. ``event`` is the envelope being handled: None in on_start and
+    on_stop hooks (which have no room either) and in scheduled jobs (whose room is the job's).
+    ``cause`` names what is being handled, for idempotency keys: the envelope's id, or a job
+    fire (job id and scheduled time)."""
 
-    __slots__ = ("_position", "event", "log", "room", "services")
+    __slots__ = ("_cause", "_position", "event", "log", "room", "services")
 
     def __init__(self, services: BotServices, event: Envelope | None = None,
-                 room: str | None = None) -> None:
+                 room: str | None = None, *, cause: str | None = None) -> None:
         self.services = services
         self.event = event
         self.room = room
+        self._cause = cause if cause is not None else (event.id if event is not None else None)
         self._position = 0
         extra = {"bot": services.name, "room": room or "-",
                  "envelope_id": event.id if event is not None else "-"}
@@ -115,7 +123,7 @@ class Context:
     async def reply(self, text: str) -> ChatMessage:
         """Answer in the room the envelope came from."""
         if self.room is None:
-            raise BotkitError("reply() needs an envelope to answer; use send(room, text)")
+            raise BotkitError("reply() needs a room to answer in; use send(room, text)")
         message = await self.send(self.room, text)
         assert isinstance(message, ChatMessage)
         return message
@@ -148,10 +156,43 @@ class Context:
         return parse_envelope(raw, max_text_length=services.max_text_length)
 
     def _next_idempotency_key(self) -> str | None:
-        if self.event is None:
+        if self._cause is None:
             return None
         self._position += 1
-        return f"{self.services.name}:{self.event.id}:{self._position}"
+        return f"{self.services.name}:{self._cause}:{self._position}"
+
+    # -- state and scheduling ----------------------------------------------------------------
+
+    @property
+    def state(self) -> BotState:
+        """This bot's persistent key-value store (``await ctx.state.get("k")``)."""
+        if self.services.state is None:
+            raise BotkitError("this bot has no state store (the runtime was started without one)")
+        return self.services.state
+
+    def _scheduler(self) -> BotScheduler:
+        if self.services.scheduler is None:
+            raise BotkitError("scheduling needs the runtime's scheduler, which is not running")
+        return self.services.scheduler
+
+    def schedule(self, job: Callable[..., Any], *, at: datetime | None = None,
+                 delay: float | None = None, id: str | None = None,
+                 room: str | None = None, **kwargs: Any) -> str:
+        """Run ``job(ctx, **kwargs)`` once, at ``at`` or after ``delay`` seconds, in ``room``
+        (default: this context's room). The job is stored and survives restarts, so it must
+        be a module-level function and ``kwargs`` JSON values. Scheduling an ``id`` again
+        replaces that job. Returns the job's id."""
+        return self._scheduler().schedule(self.services.name, job, at=at, delay=delay, id=id,
+                                          room=room if room is not None else self.room,
+                                          kwargs=kwargs)
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a job made with :meth:`schedule`; False if there was none (already ran)."""
+        return self._scheduler().cancel(self.services.name, job_id)
+
+    def jobs(self, prefix: str = "") -> list[ScheduledJob]:
+        """This bot's pending jobs whose id starts with ``prefix``."""
+        return self._scheduler().jobs(self.services.name, prefix)
 
     async def presence(self, room: str | None = None) -> list[ClientInfo]:
         """The connections present in the room (one entry per connection), sorted by user."""

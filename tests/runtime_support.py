@@ -14,7 +14,10 @@ from botkit.runtime import Runtime, load_bots
 
 
 def bots_yaml(server: LocalCentrifugo, bots: str, *, project_id: str,
-              realtime_url: str | None = None) -> str:
+              realtime_url: str | None = None, state_path: str | None = None) -> str:
+    """A bots.yaml for the test server; state in memory unless a file is named."""
+    state = (f"state: {{backend: sqlite, path: {state_path}}}" if state_path
+             else "state: {backend: memory}")
     head = textwrap.dedent(f"""\
         xshathra:
           project_id: {project_id}
@@ -22,6 +25,7 @@ def bots_yaml(server: LocalCentrifugo, bots: str, *, project_id: str,
           api_url: {server.api_url}
           server_api_key: ${{TEST_KEY}}
           token_ttl: 10m
+        {state}
         bots:
         """)
     return head + textwrap.indent(textwrap.dedent(bots), "  ")

@@ -635,7 +635,7 @@ async def test_text_over_the_limit_is_refused() -> None:
 async def test_without_an_event_reply_raises_and_send_has_no_key() -> None:
     api = RecordingApi()
     ctx = Context(services_for(Bot("tester"), api))
-    with pytest.raises(BotkitError, match=r"reply\(\) needs an envelope"):
+    with pytest.raises(BotkitError, match=r"reply\(\) needs a room"):
         await ctx.reply("to whom?")
     message = await ctx.send("lobby", "from a hook")
     assert isinstance(message, ChatMessage)

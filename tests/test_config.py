@@ -131,8 +131,8 @@ def test_public_api_is_pinned() -> None:
     assert sorted(botkit.config.__all__) == [
         "BotConfig", "BotsConfig", "DEFAULT_HANDLER_TIMEOUT", "DEFAULT_LANE_QUEUE_SIZE",
         "DEFAULT_MAX_TEXT_LENGTH", "DEFAULT_STATE_PATH", "LimitsConfig", "RoomConfig",
-        "SourceMap", "StateConfig", "XshathraConfig", "load_config", "parse_config",
-        "parse_duration", "validate_settings",
+        "ScheduleConfig", "SourceMap", "StateConfig", "XshathraConfig", "load_config",
+        "parse_config", "parse_duration", "validate_settings",
     ]
     for name in botkit.config.__all__:
         assert hasattr(botkit.config, name), name

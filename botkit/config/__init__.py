@@ -27,6 +27,7 @@ from botkit.config._models import (
     XshathraConfig,
     parse_duration,
 )
+from botkit.config._schedules import ScheduleConfig
 from botkit.config._source import SourceMap
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "BotsConfig",
     "LimitsConfig",
     "RoomConfig",
+    "ScheduleConfig",
     "SourceMap",
     "StateConfig",
     "XshathraConfig",

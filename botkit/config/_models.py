@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from botkit.config._errors import describe, located
+from botkit.config._schedules import ScheduleConfig
 from botkit.config._source import SourceMap
 from botkit.exceptions import InvalidChannelError
 from botkit.tokens import DEFAULT_TOKEN_TTL, chat_channel, validate_channel, validate_room_id
@@ -219,6 +220,9 @@ class BotConfig(_Section):
     enabled: StrictBool = Field(default=True, description="true or false")
     limits: LimitsConfig = Field(default_factory=LimitsConfig,
                                  description="a mapping like {handler_timeout: 10s}")
+    schedules: list[ScheduleConfig] = Field(
+        default_factory=list,
+        description='a list like [{cron: "0 18 * * *", room: lobby, text: "..."}]')
 
     @field_validator("name")
     @classmethod

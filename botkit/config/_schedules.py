@@ -1,0 +1,82 @@
+"""The ``schedules:`` list of a bot: announcements that need no code.
+
+::
+
+    schedules:
+      - cron: "0 18 * * *"          # or every: 30m
+        timezone: Europe/Berlin     # for cron; default UTC
+        room: lobby                 # or rooms: [...]; default: every room of the bot
+        text: "Daily tournament in 1 hour"
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from botkit.tokens import validate_room_id
+
+__all__ = ["ScheduleConfig"]
+
+
+def _duration(value: Any) -> Any:
+    # Imported here: _models imports this module for BotConfig.
+    from botkit.config._models import parse_duration
+
+    return None if value is None else parse_duration(value)
+
+
+class ScheduleConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    cron: str | None = Field(default=None,
+                             description='a crontab expression, e.g. "0 18 * * *"')
+    every: float | None = Field(default=None, gt=0,
+                                description="a duration, e.g. 30s, 15m or 1h")
+    timezone: str = Field(default="UTC", description="a timezone name, e.g. Europe/Berlin")
+    room: str | None = Field(default=None, description="a room id of the bot, e.g. lobby")
+    rooms: list[str] | None = Field(default=None, description="a list of room ids")
+    text: str = Field(min_length=1, description="the text to announce")
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _parse_every(cls, value: Any) -> Any:
+        return _duration(value)
+
+    @field_validator("room")
+    @classmethod
+    def _check_room(cls, value: str | None) -> str | None:
+        return None if value is None else validate_room_id(value)
+
+    @field_validator("rooms")
+    @classmethod
+    def _check_rooms(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [validate_room_id(room) for room in value]
+
+    @model_validator(mode="after")
+    def _check_trigger(self) -> Self:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("give exactly one of cron: (a crontab expression) or every: "
+                             "(a duration)")
+        if self.room is not None and self.rooms is not None:
+            raise ValueError("give room: or rooms:, not both")
+        self.trigger()  # refuses a bad cron expression or timezone while loading
+        return self
+
+    def trigger(self) -> BaseTrigger:
+        if self.cron is not None:
+            try:
+                return CronTrigger.from_crontab(self.cron, timezone=self.timezone)
+            except (ValueError, LookupError) as exc:
+                raise ValueError(f"invalid cron expression {self.cron!r} or timezone "
+                                 f"{self.timezone!r}: {exc}") from None
+        return IntervalTrigger(seconds=self.every, timezone=self.timezone)
+
+    def target_rooms(self, bot_rooms: list[str]) -> tuple[str, ...]:
+        if self.room is not None:
+            return (self.room,)
+        return tuple(self.rooms if self.rooms is not None else bot_rooms)

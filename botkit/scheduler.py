@@ -1,0 +1,237 @@
+"""Timed jobs on APScheduler 3 (``AsyncIOScheduler``), owned by the runtime.
+
+Two kinds of jobs:
+
+* **static** jobs come from ``@bot.every`` / ``@bot.cron`` and from ``schedules:`` in bots.yaml.
+  They are declared again at every start, so they live in memory;
+* **dynamic** jobs come from ``ctx.schedule(...)``. They are stored in the state file's job table
+  and survive restarts: a job missed while the daemon was down runs once at start when still
+  within the misfire grace period (coalesced), and is logged as missed otherwise.
+
+A job is stored as data only — the bot's name, a reference to a module-level function, the room
+and JSON keyword arguments — so a stored job never pickles live objects. Jobs run through
+:class:`_BotkitExecutor`, which hands each fire *with its scheduled time* to the bot, so that what
+a fire publishes carries an idempotency key made of the bot, the job id and that time: one fire is
+never announced twice, even when a restart replays it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.base import BaseExecutor
+from apscheduler.job import Job
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.util import obj_to_ref
+
+from botkit.exceptions import PluginError, StateError
+from botkit.jobstore import SQLiteJobStore
+from botkit.ulid import new_ulid
+
+__all__ = ["BotScheduler", "JobHost", "ScheduleSpec", "ScheduledJob", "scheduled_job"]
+
+log = logging.getLogger("botkit.scheduler")
+
+STATIC = "static"
+DYNAMIC = "dynamic"
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSpec:
+    """A static job of a bot: a handler (``fn``) or a fixed announcement (``text``)."""
+
+    key: str
+    trigger: BaseTrigger
+    rooms: tuple[str, ...] = ()
+    fn: Callable[..., Any] | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledJob:
+    id: str
+    """The id as the bot knows it (without the bot's prefix)."""
+    run_at: datetime | None
+    room: str | None
+
+
+class JobHost(Protocol):
+    """What the scheduler needs of a running bot (BotRunner provides it)."""
+
+    name: str
+
+    async def run_job(self, job_id: str, run_time: datetime, target: str,
+                      room: str | None, kwargs: Mapping[str, Any]) -> None: ...
+
+
+def scheduled_job(*args: Any, **kwargs: Any) -> None:
+    """The callable every botkit job names, so that a stored job references importable code.
+    The botkit executor never calls it: it reads the job's arguments and runs the bot's job."""
+    raise RuntimeError("botkit jobs run through the botkit executor")
+
+
+def function_reference(fn: Callable[..., Any]) -> str:
+    """``module:qualname`` of a module-level function, or PluginError: a job that must survive
+    a restart can only name code that can be imported again."""
+    try:
+        reference: str = obj_to_ref(fn)
+    except (ValueError, TypeError) as exc:
+        raise PluginError(
+            f"{getattr(fn, '__qualname__', fn)!r} can't be scheduled: a scheduled job must be a "
+            "function defined at module level (not a lambda, method or nested function)") from exc
+    return reference
+
+
+def _check_json(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return dict(json.loads(json.dumps(kwargs)))
+    except (TypeError, ValueError) as exc:
+        raise StateError(f"job arguments must be JSON values (they are stored): {exc}") from exc
+
+
+class _BotkitExecutor(BaseExecutor):  # type: ignore[misc]
+    """Runs each fire as a task it owns, passing the scheduled time along."""
+
+    def __init__(self, scheduler: BotScheduler) -> None:
+        super().__init__()
+        self._owner = scheduler
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(job, run_times),
+                                                      name=f"job {job.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, job: Job, run_times: list[datetime]) -> None:
+        events = []
+        try:
+            for run_time in run_times:
+                late = datetime.now(UTC) - run_time
+                grace = job.misfire_grace_time
+                if grace is not None and late > timedelta(seconds=grace):
+                    log.warning("job %s missed its time %s by %s (beyond the %ss grace)",
+                                job.id, run_time.isoformat(), late, grace)
+                    self._owner.missed += 1
+                    events.append(JobExecutionEvent(EVENT_JOB_MISSED, job.id,
+                                                    job._jobstore_alias, run_time))
+                    continue
+                await self._owner.fire(job, run_time)
+                events.append(JobExecutionEvent(EVENT_JOB_EXECUTED, job.id,
+                                                job._jobstore_alias, run_time))
+        finally:
+            self._run_job_success(job.id, events)
+
+    async def drain(self, timeout: float) -> None:
+        if not self._tasks:
+            return
+        _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("%d job(s) still running at shutdown were cancelled", len(pending))
+            await asyncio.wait(pending)
+
+    def shutdown(self, wait: bool = True) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+
+class BotScheduler:
+    """One scheduler for all bots of a runtime."""
+
+    def __init__(self, *, store_path: Path | None, misfire_grace: float = 300.0) -> None:
+        self._hosts: dict[str, JobHost] = {}
+        self._static: dict[tuple[str, str], ScheduleSpec] = {}
+        self.missed = 0
+        self._executor = _BotkitExecutor(self)
+        dynamic = SQLiteJobStore(store_path) if store_path is not None else MemoryJobStore()
+        self._scheduler = AsyncIOScheduler(
+            timezone=UTC,
+            jobstores={DYNAMIC: dynamic, STATIC: MemoryJobStore()},
+            executors={"default": self._executor},
+            job_defaults={"coalesce": True, "misfire_grace_time": int(misfire_grace),
+                          "max_instances": 1})
+
+    @property
+    def running(self) -> bool:
+        return bool(self._scheduler.running)
+
+    def add_host(self, host: JobHost, specs: list[ScheduleSpec]) -> None:
+        """Register a bot and its static jobs (before or after start)."""
+        self._hosts[host.name] = host
+        for spec in specs:
+            self._static[(host.name, spec.key)] = spec
+            for room in spec.rooms or (None,):
+                job_id = f"{host.name}:{STATIC}:{spec.key}:{room or '-'}"
+                self._scheduler.add_job(scheduled_job, spec.trigger, id=job_id,
+                                        args=(host.name, f"{STATIC}:{spec.key}", room),
+                                        jobstore=STATIC, replace_existing=True)
+
+    def static_spec(self, host: str, target: str) -> ScheduleSpec | None:
+        """The static job a fire's target names (``static:<key>``), if any."""
+        return self._static.get((host, target.removeprefix(f"{STATIC}:")))
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop firing, let fires under way finish within ``grace``, close the job store."""
+        if not self._scheduler.running:
+            return
+        self._scheduler.pause()
+        await self._executor.drain(grace)
+        self._scheduler.shutdown(wait=False)
+
+    async def fire(self, job: Job, run_time: datetime) -> None:
+        host_name, target, room = job.args
+        host = self._hosts.get(host_name)
+        if host is None:
+            log.warning("job %s belongs to bot %s, which is not running; skipped", job.id,
+                        host_name)
+            return
+        short_id = job.id.removeprefix(f"{host_name}:")
+        await host.run_job(short_id, run_time, target, room, job.kwargs)
+
+    # -- dynamic jobs ------------------------------------------------------------------------
+
+    def schedule(self, host: str, fn: Callable[..., Any], *, at: datetime | None = None,
+                 delay: float | None = None, id: str | None = None, room: str | None = None,
+                 kwargs: Mapping[str, Any] | None = None) -> str:
+        if (at is None) == (delay is None):
+            raise ValueError("schedule() needs exactly one of at= (a datetime) or delay= "
+                             "(seconds)")
+        if at is not None and at.tzinfo is None:
+            raise ValueError("at= must be timezone-aware, e.g. datetime.now(UTC)")
+        when = at if at is not None else datetime.now(UTC) + timedelta(seconds=delay or 0.0)
+        short_id = id or new_ulid()
+        self._scheduler.add_job(
+            scheduled_job, DateTrigger(run_date=when), id=f"{host}:{short_id}",
+            args=(host, function_reference(fn), room), kwargs=_check_json(kwargs or {}),
+            jobstore=DYNAMIC, replace_existing=True)
+        return short_id
+
+    def cancel(self, host: str, job_id: str) -> bool:
+        try:
+            self._scheduler.remove_job(f"{host}:{job_id}", jobstore=DYNAMIC)
+        except JobLookupError:
+            return False
+        return True
+
+    def jobs(self, host: str, prefix: str = "") -> list[ScheduledJob]:
+        start = f"{host}:{prefix}"
+        return [ScheduledJob(job.id.removeprefix(f"{host}:"), job.next_run_time, job.args[2])
+                for job in self._scheduler.get_jobs(jobstore=DYNAMIC)
+                if job.id.startswith(start)]

@@ -65,7 +65,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     loaded = load_bots(config, search_path=Path(args.config).resolve().parent)
     print(f"{args.config}: OK — project {config.xshathra.project_id}, {len(loaded)} bot(s)")
     for each in loaded:
-        print(f"\n{each.config.name} ({each.config.plugin}) as {each.config.user_id}")
+        plugin = each.config.plugin or "no plugin"
+        print(f"\n{each.config.name} ({plugin}) as {each.config.user_id}")
         for room, channel in each.config.channels(config.xshathra.project_id).items():
             print(f"  room {room}: {channel}")
         for route in each.bot.routes:
@@ -73,6 +74,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
                      else f"match /{route.pattern.pattern}/" if route.pattern is not None
                      else f"on {route.event_type}")
             print(f"  {label} → {route.name}")
+        for index, schedule in enumerate(each.config.schedules):
+            when = f"cron {schedule.cron}" if schedule.cron else f"every {schedule.every:g}s"
+            print(f"  schedules[{index}]: {when}: {schedule.text!r}")
+        for spec in each.bot.schedules:
+            print(f"  scheduled {spec.key} ({spec.trigger})")
     disabled = [bot.name for bot in config.bots if not bot.enabled]
     if disabled:
         print(f"\ndisabled: {', '.join(disabled)}")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from botkit.api import ServerApi
+from botkit.bot import Bot
 from botkit.config import BotsConfig, validate_settings
 from botkit.exceptions import BotkitError, TerminalDisconnectError
 from botkit.plugins import load_plugin
@@ -33,7 +34,8 @@ def load_bots(config: BotsConfig, *, search_path: Path | None = None) -> list[Lo
     """Import each enabled bot's plugin and validate its settings (ConfigError/PluginError)."""
     loaded = []
     for bot_config in config.enabled_bots():
-        bot = load_plugin(bot_config.plugin, search_path=search_path)
+        bot = (load_plugin(bot_config.plugin, search_path=search_path)
+               if bot_config.plugin is not None else Bot(bot_config.name))
         if bot.settings is not None:
             settings: Any = validate_settings(config, bot_config, bot.settings)
         else:

@@ -120,8 +120,10 @@ class _BotkitExecutor(BaseExecutor):  # type: ignore[misc]
         try:
             for run_time in run_times:
                 late = datetime.now(UTC) - run_time
-                grace = job.misfire_grace_time
-                if grace is not None and late > timedelta(seconds=grace):
+                # The grace in force now, not the one stored with the job when it was made:
+                # an operator who changes it expects it to apply to jobs already waiting.
+                grace = self._owner.misfire_grace
+                if late > timedelta(seconds=grace):
                     log.warning("job %s missed its time %s by %s (beyond the %ss grace)",
                                 job.id, run_time.isoformat(), late, grace)
                     self._owner.missed += 1
@@ -156,6 +158,7 @@ class BotScheduler:
         self._hosts: dict[str, JobHost] = {}
         self._static: dict[tuple[str, str], ScheduleSpec] = {}
         self.missed = 0
+        self.misfire_grace = misfire_grace
         self._executor = _BotkitExecutor(self)
         dynamic = SQLiteJobStore(store_path) if store_path is not None else MemoryJobStore()
         self._scheduler = AsyncIOScheduler(

@@ -1,8 +1,9 @@
-"""Greets each user who joins a room, at most once per user and room within a cooldown."""
+"""Greets each user who joins a room, at most once per user and room within a cooldown.
+
+Whom it greeted lives in the bot's state store, so a restart does not greet everyone again.
+"""
 
 from __future__ import annotations
-
-import time
 
 from pydantic import BaseModel, Field
 
@@ -11,21 +12,21 @@ from botkit import Bot, Context, UserJoined
 
 class WelcomeSettings(BaseModel):
     greeting: str = "Welcome, {name}!"
+    """``{name}`` is the display name when the user has one, else the user id; ``{user}`` is
+    always the user id."""
     cooldown_seconds: float = Field(default=3600.0, ge=0)
 
 
 bot = Bot("welcome", settings=WelcomeSettings)
-_last_greeted: dict[tuple[str, str], float] = {}
 
 
 @bot.on("user.joined")
 async def greet(ctx: Context, event: UserJoined) -> None:
     settings: WelcomeSettings = ctx.settings
-    key = (ctx.room or "", event.user_id)
-    now = time.monotonic()
-    last = _last_greeted.get(key)
-    if last is not None and now - last < settings.cooldown_seconds:
-        return
-    _last_greeted[key] = now
+    key = f"greeted:{ctx.room}:{event.user_id}"
+    if settings.cooldown_seconds > 0:
+        if await ctx.state.get(key):
+            return
+        await ctx.state.set(key, True, ttl=settings.cooldown_seconds)
     await ctx.reply(settings.greeting.format(name=event.name or event.user_id,
                                              user=event.user_id))

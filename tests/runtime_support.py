@@ -36,11 +36,11 @@ def new_project() -> str:
 
 
 @contextlib.asynccontextmanager
-async def running(server: LocalCentrifugo, yaml_text: str, *, grace: float = 5.0
-                  ) -> AsyncIterator[Runtime]:
+async def running(server: LocalCentrifugo, yaml_text: str, *, grace: float = 5.0,
+                  misfire_grace: float = 300.0) -> AsyncIterator[Runtime]:
     config = parse_config(yaml_text, source="test-bots.yaml",
                           environ={"TEST_KEY": server.api_key})
-    runtime = Runtime(config, load_bots(config), grace=grace)
+    runtime = Runtime(config, load_bots(config), grace=grace, misfire_grace=misfire_grace)
     task = asyncio.create_task(runtime.run())
     try:
         async with asyncio.timeout(15):

@@ -209,7 +209,9 @@ class BotConfig(_Section):
     """One bot: which plugin runs it, as which user, in which rooms, with which settings."""
 
     name: str = Field(description="a bot name, e.g. welcome")
-    plugin: str = Field(description="a plugin: a module path like bots.welcome, or an "
+    # No plugin: a bot without code, for example one that only posts its schedules.
+    plugin: str | None = Field(default=None,
+                               description="a plugin: a module path like bots.welcome, or an "
                                     "entry point name")
     user_id: str = Field(description="the bot's user id, e.g. bot_welcome")
     rooms: list[RoomConfig] = Field(default_factory=list,
@@ -234,8 +236,8 @@ class BotConfig(_Section):
 
     @field_validator("plugin")
     @classmethod
-    def _check_plugin(cls, value: str) -> str:
-        if not _PLUGIN.fullmatch(value):
+    def _check_plugin(cls, value: str | None) -> str | None:
+        if value is not None and not _PLUGIN.fullmatch(value):
             raise ValueError(f"plugin {value!r} is neither a module path like bots.welcome nor "
                              "an entry point name")
         return value

@@ -11,9 +11,9 @@ from botkit import Bot, Context, UserJoined
 
 
 class WelcomeSettings(BaseModel):
-    greeting: str = "Welcome, {name}!"
-    """``{name}`` is the display name when the user has one, else the user id; ``{user}`` is
-    always the user id."""
+    greeting: str = "Welcome, {user}!"
+    """``{user}`` is the user id; ``{name}`` the display name when the user's token carries one
+    (``info.name``), else the user id too."""
     cooldown_seconds: float = Field(default=3600.0, ge=0)
 
 

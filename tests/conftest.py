@@ -1,4 +1,9 @@
-"""Shared fixtures: a real Xshathra Realtime (Centrifugo v6.9.1) for the whole test session."""
+"""Shared fixtures: the servers the integration tests run against.
+
+Every test that uses ``centrifugo`` or ``make_centrifugo`` runs twice: against the real Xshathra
+Realtime (Centrifugo v6.9.1, ``[centrifugo]``) and against botkit's development hub (``[hub]``),
+with the same settings. The hub is held to the real server by passing the same tests.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,18 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from botkit.exceptions import LocalServerError
+from botkit.hub import HubSettings, LocalHub
 from botkit.localserver import LocalCentrifugo, ServerSettings, free_port
 
 IN_CI = bool(os.environ.get("CI"))
+SERVER_KINDS = ("centrifugo", "hub")
+
+Server = LocalCentrifugo | LocalHub
 
 
-def settings_for_tests(**overrides: object) -> ServerSettings:
-    """Server settings for tests: a free port, fresh secrets, and short expiry delays so that a
-    client that forgets to refresh a token is caught within seconds instead of 25 s."""
+def _test_values(overrides: dict[str, object]) -> dict[str, object]:
+    """A free port, fresh secrets, and short expiry delays so that a client that forgets to
+    refresh a token is caught within seconds instead of 25 s."""
     values: dict[str, object] = {
         "port": free_port(),
         "expired_close_delay": "1s",
@@ -23,10 +32,26 @@ def settings_for_tests(**overrides: object) -> ServerSettings:
         "presence_update_interval": "2s",
     }
     values.update(overrides)
-    return ServerSettings(**values)  # type: ignore[arg-type]
+    return values
 
 
-def _start(server: LocalCentrifugo) -> LocalCentrifugo:
+def settings_for_tests(**overrides: object) -> ServerSettings:
+    """Centrifugo settings for tests (see :func:`_test_values`)."""
+    return ServerSettings(**_test_values(overrides))  # type: ignore[arg-type]
+
+
+def new_server(kind: str, **overrides: object) -> Server:
+    """A server of ``kind`` ("centrifugo" or "hub") with the test settings, not started."""
+    values = _test_values(overrides)
+    if kind == "hub":
+        return LocalHub(HubSettings(**values))  # type: ignore[arg-type]
+    return LocalCentrifugo(ServerSettings(**values))  # type: ignore[arg-type]
+
+
+def _start(server: Server) -> Server:
+    if isinstance(server, LocalHub):
+        server.start()  # nothing to build: a hub that does not start is a failure
+        return server
     try:
         server.start()
     except LocalServerError as exc:
@@ -38,23 +63,23 @@ def _start(server: LocalCentrifugo) -> LocalCentrifugo:
     return server
 
 
-@pytest.fixture(scope="session")
-def centrifugo() -> Iterator[LocalCentrifugo]:
-    """One Centrifugo for the session. Tests must not stop or restart it."""
-    server = _start(LocalCentrifugo(settings_for_tests()))
+@pytest.fixture(scope="session", params=SERVER_KINDS)
+def centrifugo(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """One server of each kind for the session. Tests must not stop or restart it."""
+    server = _start(new_server(request.param))
     try:
         yield server
     finally:
         server.close()
 
 
-@pytest.fixture
-def make_centrifugo() -> Iterator[Callable[..., LocalCentrifugo]]:
+@pytest.fixture(params=SERVER_KINDS)
+def make_centrifugo(request: pytest.FixtureRequest) -> Iterator[Callable[..., Server]]:
     """A factory for private servers, for tests that kill, restart or reconfigure one."""
-    servers: list[LocalCentrifugo] = []
+    servers: list[Server] = []
 
-    def make(**overrides: object) -> LocalCentrifugo:
-        server = LocalCentrifugo(settings_for_tests(**overrides))
+    def make(**overrides: object) -> Server:
+        server = new_server(request.param, **overrides)
         servers.append(server)
         return _start(server)
 

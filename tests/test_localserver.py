@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from botkit.localserver import LocalCentrifugo, ServerSettings, centrifugo_config
 
@@ -21,6 +22,8 @@ def test_secrets_differ_per_run() -> None:
     assert ServerSettings().api_key != ServerSettings().api_key
 
 
+# This one checks LocalCentrifugo itself, so it runs against the real server only.
+@pytest.mark.parametrize("centrifugo", ["centrifugo"], indirect=True)
 def test_server_serves_xshathra_paths(centrifugo: LocalCentrifugo) -> None:
     response = httpx.post(f"{centrifugo.api_url}/info", json={},
                           headers={"X-API-Key": centrifugo.api_key})

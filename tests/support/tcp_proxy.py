@@ -235,10 +235,15 @@ class _Connection:
                 continue
             assert dest.transport is not None
             if data is None:
-                if dest.transport.can_write_eof():
-                    dest.transport.write_eof()
-                else:
-                    dest.transport.close()
+                try:
+                    if dest.transport.can_write_eof():
+                        dest.transport.write_eof()
+                    else:
+                        dest.transport.close()
+                except OSError:
+                    # The peer reset between our liveness check and the shutdown (ENOTCONN):
+                    # nobody is left to tell about the EOF.
+                    dest.transport.abort()
                 return
             if not dest.writable.is_set():
                 await dest.writable.wait()

@@ -1,0 +1,5 @@
+"""``python -m botkit.hub``: run the development hub."""
+
+from botkit.hub.server import main
+
+raise SystemExit(main())

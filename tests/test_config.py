@@ -130,7 +130,8 @@ def test_defaults_fill_in_optional_keys() -> None:
 def test_public_api_is_pinned() -> None:
     assert sorted(botkit.config.__all__) == [
         "BotConfig", "BotsConfig", "DEFAULT_HANDLER_TIMEOUT", "DEFAULT_LANE_QUEUE_SIZE",
-        "DEFAULT_MAX_TEXT_LENGTH", "DEFAULT_STATE_PATH", "LimitsConfig", "RoomConfig",
+        "DEFAULT_MAX_TEXT_LENGTH", "DEFAULT_STATE_PATH", "DevConfig", "LimitsConfig",
+        "RateLimitConfig", "RoomConfig",
         "ScheduleConfig", "SourceMap", "StateConfig", "XshathraConfig", "load_config",
         "parse_config", "parse_duration", "validate_settings",
     ]
@@ -888,3 +889,100 @@ def test_config_file_that_is_not_utf8(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path, environ=ENV)
     assert str(info.value) == f"{path}: the file is not UTF-8 text"
+
+
+# --- schedules: -------------------------------------------------------------------------------
+
+SCHEDULES = ONE_BOT + "  rooms: [lobby, hall, vip]\n  schedules:\n"
+"""Line 10 is rooms:, line 11 schedules:, so the first schedule starts on line 12."""
+
+
+def test_valid_schedules_load_with_their_triggers_and_rooms() -> None:
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    text = with_bots(SCHEDULES + textwrap.indent(textwrap.dedent("""\
+        - cron: "0 18 * * mon-fri"
+          timezone: Europe/Berlin
+          room: hall
+          text: Daily tournament in 1 hour
+        - {every: 30m, rooms: [lobby, vip], text: Half-hourly}
+        - {every: 90, text: Everywhere}
+        """), "    "))
+    daily, half, everywhere = parse(text).bots[0].schedules
+    assert (daily.cron, daily.every, daily.timezone, daily.room, daily.rooms, daily.text) == (
+        "0 18 * * mon-fri", None, "Europe/Berlin", "hall", None, "Daily tournament in 1 hour")
+    assert (half.every, half.timezone, half.rooms) == (1800.0, "UTC", ["lobby", "vip"])
+    assert everywhere.every == 90.0
+    cron = daily.trigger()
+    assert isinstance(cron, CronTrigger)
+    assert str(cron.timezone) == "Europe/Berlin"
+    interval = half.trigger()
+    assert isinstance(interval, IntervalTrigger)
+    assert interval.interval.total_seconds() == 1800
+    bot_rooms = ["lobby", "hall", "vip"]
+    assert daily.target_rooms(bot_rooms) == ("hall",)
+    assert half.target_rooms(bot_rooms) == ("lobby", "vip")
+    assert everywhere.target_rooms(bot_rooms) == ("lobby", "hall", "vip")
+
+
+def test_schedules_default_to_an_empty_list() -> None:
+    assert parse(with_bots(ONE_BOT)).bots[0].schedules == []
+
+
+@pytest.mark.parametrize(("schedule", "line", "field", "message"), [
+    pytest.param("- cron: '0 18 * * *'\n  every: 1h\n  text: x\n", 12, "bots[0].schedules[0]",
+                 "give exactly one of cron: (a crontab expression) or every: (a duration)",
+                 id="both-triggers"),
+    pytest.param("- text: x\n", 12, "bots[0].schedules[0]",
+                 "give exactly one of cron: (a crontab expression) or every: (a duration)",
+                 id="no-trigger"),
+    pytest.param("- every: 1h\n  room: lobby\n  rooms: [hall]\n  text: x\n", 12,
+                 "bots[0].schedules[0]", "give room: or rooms:, not both", id="room-and-rooms"),
+    pytest.param("- {every: 1h, text: fine}\n- cron: '61 * * * *'\n  text: x\n", 13,
+                 "bots[0].schedules[1]",
+                 "invalid cron expression '61 * * * *' or timezone 'UTC': Error validating "
+                 "expression '61': the last value (61) is higher than the maximum value (59)",
+                 id="bad-cron"),
+    pytest.param("- {cron: '0 18 * *', text: x}\n", 12, "bots[0].schedules[0]",
+                 "invalid cron expression '0 18 * *' or timezone 'UTC': Wrong number of "
+                 "fields; got 4, expected 5", id="short-cron"),
+    pytest.param("- cron: '0 18 * * *'\n  timezone: Mars/Olympus\n  text: x\n", 13,
+                 "bots[0].schedules[0].timezone",
+                 "unknown timezone 'Mars/Olympus'; write a name like Europe/Berlin or UTC",
+                 id="bad-timezone"),
+    # An interval's bad timezone escaped as a bare ZoneInfoNotFoundError (not a ConfigError).
+    pytest.param("- every: 1h\n  timezone: Mars/Olympus\n  text: x\n", 13,
+                 "bots[0].schedules[0].timezone",
+                 "unknown timezone 'Mars/Olympus'; write a name like Europe/Berlin or UTC",
+                 id="bad-timezone-of-an-interval"),
+    # An empty name silently meant the machine's local timezone.
+    pytest.param("- cron: '0 18 * * *'\n  timezone: ''\n  text: x\n", 13,
+                 "bots[0].schedules[0].timezone",
+                 "unknown timezone ''; write a name like Europe/Berlin or UTC",
+                 id="empty-timezone"),
+    pytest.param("- every: 1h\n  text: x\n  tmezone: UTC\n", 14,
+                 "bots[0].schedules[0].tmezone",
+                 "unknown key 'tmezone'; did you mean 'timezone'?", id="unknown-key"),
+    pytest.param("- every: soon\n  text: x\n", 12, "bots[0].schedules[0].every",
+                 "invalid duration 'soon'; write a number of seconds (30) or a number with a "
+                 "unit: 500ms, 30s, 15m, 1h, 1h30m", id="bad-duration"),
+    pytest.param("- every: 1h\n  room: 'the hall'\n  text: x\n", 13,
+                 "bots[0].schedules[0].room",
+                 "room id 'the hall' may contain only ASCII letters, digits, '_', '-' and '.' "
+                 "(no whitespace, ':' or other punctuation)", id="bad-room"),
+    pytest.param("- every: 1h\n  text: ''\n", 13, "bots[0].schedules[0].text",
+                 "String should have at least 1 character", id="empty-text"),
+])
+def test_bad_schedules_are_located(schedule: str, line: int, field: str,
+                                   message: str) -> None:
+    error = error_of(with_bots(SCHEDULES + textwrap.indent(schedule, "    ")))
+    assert str(error) == f"bots.yaml:{line}: {field}: {message}"
+    assert (error.path, error.line, error.field) == ("bots.yaml", line, field)
+
+
+def test_schedules_must_be_a_list() -> None:
+    error = error_of(with_bots(ONE_BOT + "  schedules: {every: 1h, text: x}\n"))
+    assert str(error) == (
+        'bots.yaml:10: bots[0].schedules: expected a list like [{cron: "0 18 * * *", '
+        'room: lobby, text: "..."}], got a mapping')

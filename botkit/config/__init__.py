@@ -13,6 +13,7 @@ files) -> ``_models`` (pydantic) -> ``_errors`` (pydantic errors -> located Conf
 
 from __future__ import annotations
 
+from botkit.config._dev import DevConfig, RateLimitConfig
 from botkit.config._loader import load_config, parse_config, validate_settings
 from botkit.config._models import (
     DEFAULT_HANDLER_TIMEOUT,
@@ -37,7 +38,9 @@ __all__ = [
     "DEFAULT_STATE_PATH",
     "BotConfig",
     "BotsConfig",
+    "DevConfig",
     "LimitsConfig",
+    "RateLimitConfig",
     "RoomConfig",
     "ScheduleConfig",
     "SourceMap",

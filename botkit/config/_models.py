@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from botkit.config._dev import DevConfig
 from botkit.config._errors import describe, located
 from botkit.config._schedules import ScheduleConfig
 from botkit.config._source import SourceMap
@@ -305,6 +306,9 @@ class BotsConfig(_Section):
     state: StateConfig = Field(default_factory=dict, validate_default=True,
                                description="a mapping like {backend: sqlite, path: "
                                            f"{DEFAULT_STATE_PATH}}}")
+    dev: DevConfig = Field(default_factory=DevConfig,
+                           description="a mapping like {port: 3001, rate_limit: {messages: 5, "
+                                       "per: 10s}}")
     _source: SourceMap = PrivateAttr(default_factory=lambda: SourceMap("<config>"))
 
     @field_validator("bots")

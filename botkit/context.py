@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from botkit.envelope import (
@@ -29,10 +29,15 @@ from botkit.tokens import chat_channel
 
 if TYPE_CHECKING:
     from botkit.bot import Bot
-    from botkit.scheduler import BotScheduler, ScheduledJob
+    from botkit.scheduler import JobHost, ScheduledJob, ScheduleSpec
     from botkit.state import BotState
 
-__all__ = ["BotServices", "Context", "Publisher"]
+__all__ = ["BotServices", "Context", "JobScheduler", "Publisher", "wall_clock"]
+
+
+def wall_clock() -> datetime:
+    """The current time in UTC: the runtime's clock (tests give the bot a virtual one)."""
+    return datetime.now(UTC)
 
 
 class Publisher(Protocol):
@@ -46,6 +51,23 @@ class Publisher(Protocol):
 
     async def history(self, channel: str, *, limit: int, since: Any = None,
                       reverse: bool = False) -> HistoryResult: ...
+
+
+class JobScheduler(Protocol):
+    """What a bot needs of a scheduler: ``botkit.scheduler.BotScheduler`` in the runtime, the
+    virtual clock of ``botkit.testing`` in tests. ``host`` is the bot's name."""
+
+    def add_host(self, host: JobHost, specs: list[ScheduleSpec]) -> None: ...
+
+    def static_spec(self, host: str, target: str) -> ScheduleSpec | None: ...
+
+    def schedule(self, host: str, fn: Callable[..., Any], *, at: datetime | None = None,
+                 delay: float | None = None, id: str | None = None, room: str | None = None,
+                 kwargs: Mapping[str, Any] | None = None) -> str: ...
+
+    def cancel(self, host: str, job_id: str) -> bool: ...
+
+    def jobs(self, host: str, prefix: str = "") -> list[ScheduledJob]: ...
 
 
 @dataclass(eq=False)
@@ -63,7 +85,9 @@ class BotServices:
     max_text_length: int = 4000
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("botkit.bot"))
     state: BotState | None = None
-    scheduler: BotScheduler | None = None
+    scheduler: JobScheduler | None = None
+    clock: Callable[[], datetime] = wall_clock
+    """The current time, aware (``Context.now``, the time of replies and presence events)."""
     replies_sent: int = 0
 
     def channel_for(self, room_id: str) -> str:
@@ -120,6 +144,11 @@ class Context:
     def text(self) -> str | None:
         return self.event.text if isinstance(self.event, ChatMessage) else None
 
+    def now(self) -> datetime:
+        """The current time in UTC. Prefer it to ``datetime.now()``: in tests it is the
+        harness's clock, which jobs, state expiry and this agree on."""
+        return self.services.clock()
+
     async def reply(self, text: str) -> ChatMessage:
         """Answer in the room the envelope came from."""
         if self.room is None:
@@ -147,7 +176,7 @@ class Context:
                 raise EnvelopeError(f"reply text is {len(message)} characters; the limit is "
                                     f"{services.max_text_length}")
             return chat_message(room_id=room, sender_id=services.user_id, text=message,
-                                reply_to=reply_to)
+                                reply_to=reply_to, sent_at=services.clock())
         raw = envelope_to_dict(message) if isinstance(message, Envelope) else dict(message)
         # A bot speaks only as itself: the sender is forced, never taken from the caller.
         raw.update(roomId=room, senderId=services.user_id)
@@ -170,7 +199,7 @@ class Context:
             raise BotkitError("this bot has no state store (the runtime was started without one)")
         return self.services.state
 
-    def _scheduler(self) -> BotScheduler:
+    def _scheduler(self) -> JobScheduler:
         if self.services.scheduler is None:
             raise BotkitError("scheduling needs the runtime's scheduler, which is not running")
         return self.services.scheduler

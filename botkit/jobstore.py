@@ -48,6 +48,7 @@ class SQLiteJobStore(BaseJobStore):  # type: ignore[misc]
 
     def start(self, scheduler: Any, alias: str) -> None:
         super().start(scheduler, alias)
+        db: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False,
@@ -55,6 +56,8 @@ class SQLiteJobStore(BaseJobStore):  # type: ignore[misc]
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
+            if db is not None:
+                db.close()  # a file that is not a database: don't leak the connection
             raise StateError(f"cannot open the job table in {self.path}: {exc}") from exc
         self._db = db
 

@@ -3,9 +3,9 @@ subscribed, its envelopes handled in ordered lanes, its jobs fired by one schedu
 published through the server API — and a shutdown that loses nothing.
 
 Start order: state store → API client → bots (connect, subscribe, on_start) → scheduler.
-Shutdown order (fixed, each step bounded by the grace period): stop the scheduler (fires under way
+Shutdown order (fixed, each step bounded by the grace period): stop firing jobs (fires under way
 finish) → stop taking envelopes (close the realtime connections) → finish what the lanes hold →
-on_stop hooks → flush pending replies through the API → close the state store.
+on_stop hooks → flush pending replies through the API → close the job store and the state store.
 """
 
 from __future__ import annotations
@@ -18,30 +18,36 @@ from typing import Any
 
 from botkit.api import ServerApi
 from botkit.bot import Bot
-from botkit.config import BotsConfig, validate_settings
+from botkit.config import BotConfig, BotsConfig, validate_settings
 from botkit.exceptions import BotkitError, TerminalDisconnectError
 from botkit.plugins import load_plugin
 from botkit.runner import BotRunner, BotStats, LoadedBot, static_schedules
 from botkit.scheduler import BotScheduler
 from botkit.state import StateStore, open_state_store
 
-__all__ = ["BotRunner", "BotStats", "LoadedBot", "Runtime", "load_bots"]
+__all__ = ["BotRunner", "BotStats", "LoadedBot", "Runtime", "load_bot", "load_bots"]
 
 log = logging.getLogger("botkit.runtime")
 
 
 def load_bots(config: BotsConfig, *, search_path: Path | None = None) -> list[LoadedBot]:
     """Import each enabled bot's plugin and validate its settings (ConfigError/PluginError)."""
-    loaded = []
-    for bot_config in config.enabled_bots():
+    return [load_bot(config, bot_config, search_path=search_path)
+            for bot_config in config.enabled_bots()]
+
+
+def load_bot(config: BotsConfig, bot_config: BotConfig, *, bot: Bot | None = None,
+             search_path: Path | None = None) -> LoadedBot:
+    """One bot of ``config``: its plugin imported (unless ``bot`` is given; a bot without a
+    plugin is an empty ``Bot``) and its settings validated (ConfigError/PluginError)."""
+    if bot is None:
         bot = (load_plugin(bot_config.plugin, search_path=search_path)
                if bot_config.plugin is not None else Bot(bot_config.name))
-        if bot.settings is not None:
-            settings: Any = validate_settings(config, bot_config, bot.settings)
-        else:
-            settings = dict(bot_config.settings)
-        loaded.append(LoadedBot(bot_config, bot, settings))
-    return loaded
+    if bot.settings is not None:
+        settings: Any = validate_settings(config, bot_config, bot.settings)
+    else:
+        settings = dict(bot_config.settings)
+    return LoadedBot(bot_config, bot, settings)
 
 
 @dataclass
@@ -85,21 +91,27 @@ class Runtime:
         bot_users = frozenset(loaded.config.user_id for loaded in self.bots)
         api = ServerApi(xshathra.api_url, xshathra.server_api_key.get_secret_value(),
                         close_timeout=self.grace)
-        async with api:
-            self.runners = {
-                loaded.config.name: BotRunner(loaded, self.config, api, bot_users=bot_users,
-                                              state=store, scheduler=self.scheduler)
-                for loaded in self.bots}
-            for loaded in self.bots:
-                self.scheduler.add_host(self.runners[loaded.config.name],
-                                        static_schedules(loaded))
-            async with asyncio.TaskGroup() as group:
-                for runner in self.runners.values():
-                    group.create_task(self._run_one(runner), name=f"bot {runner.name}")
-                group.create_task(self._coordinate(), name="runtime coordinator")
+        try:
+            async with api:
+                self.runners = {
+                    loaded.config.name: BotRunner(loaded, self.config, api,
+                                                  bot_users=bot_users, state=store,
+                                                  scheduler=self.scheduler)
+                    for loaded in self.bots}
+                for loaded in self.bots:
+                    self.scheduler.add_host(self.runners[loaded.config.name],
+                                            static_schedules(loaded))
+                async with asyncio.TaskGroup() as group:
+                    for runner in self.runners.values():
+                        group.create_task(self._run_one(runner), name=f"bot {runner.name}")
+                    group.create_task(self._coordinate(), name="runtime coordinator")
+        finally:
+            # Only now: the bots' last handlers and on_stop hooks may still store jobs.
+            await self.scheduler.shutdown(0)
 
     async def _coordinate(self) -> None:
-        """Start the scheduler once every bot is ready; on stop, shut it down before the bots."""
+        """Start firing jobs once every bot is ready; on stop, stop firing before the bots
+        stop (their job store stays open until they have)."""
         assert self.scheduler is not None
         ready: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(
             *(runner.ready.wait() for runner in self.runners.values())))
@@ -114,7 +126,7 @@ class Runtime:
             ready.cancel()
             stopped.cancel()
             try:
-                await self.scheduler.shutdown(self.grace)
+                await self.scheduler.stop_firing(self.grace)
             finally:
                 self._bots_stop.set()
 

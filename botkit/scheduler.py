@@ -32,15 +32,25 @@ from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
-from apscheduler.util import obj_to_ref
+from apscheduler.triggers.interval import IntervalTrigger
+from apscheduler.util import obj_to_ref, ref_to_obj
 
 from botkit.exceptions import PluginError, StateError
 from botkit.jobstore import SQLiteJobStore
 from botkit.ulid import new_ulid
 
-__all__ = ["BotScheduler", "JobHost", "ScheduleSpec", "ScheduledJob", "scheduled_job"]
+__all__ = [
+    "BotScheduler",
+    "JobHost",
+    "ScheduleSpec",
+    "ScheduledJob",
+    "plan_job",
+    "scheduled_job",
+    "static_job_id",
+]
 
 log = logging.getLogger("botkit.scheduler")
 
@@ -85,12 +95,19 @@ def scheduled_job(*args: Any, **kwargs: Any) -> None:
 def function_reference(fn: Callable[..., Any]) -> str:
     """``module:qualname`` of a module-level function, or PluginError: a job that must survive
     a restart can only name code that can be imported again."""
+    refused = PluginError(
+        f"{getattr(fn, '__qualname__', fn)!r} can't be scheduled: a scheduled job must be a "
+        "function defined at module level (not a lambda, method or nested function)")
     try:
         reference: str = obj_to_ref(fn)
-    except (ValueError, TypeError) as exc:
-        raise PluginError(
-            f"{getattr(fn, '__qualname__', fn)!r} can't be scheduled: a scheduled job must be a "
-            "function defined at module level (not a lambda, method or nested function)") from exc
+        # The reference must lead back to ``fn`` itself: that of a bound method (or of a
+        # callable object) names the plain function (or the class), which would be called
+        # with the context in place of ``self``.
+        restored = ref_to_obj(reference)
+    except (ValueError, TypeError, LookupError) as exc:
+        raise refused from exc
+    if restored != fn:
+        raise refused
     return reference
 
 
@@ -99,6 +116,36 @@ def _check_json(kwargs: Mapping[str, Any]) -> dict[str, Any]:
         return dict(json.loads(json.dumps(kwargs)))
     except (TypeError, ValueError) as exc:
         raise StateError(f"job arguments must be JSON values (they are stored): {exc}") from exc
+
+
+def plan_job(fn: Callable[..., Any], *, at: datetime | None, delay: float | None,
+             kwargs: Mapping[str, Any] | None, now: datetime
+             ) -> tuple[datetime, str, dict[str, Any]]:
+    """Check a ``ctx.schedule()`` call. Returns when the job runs, the reference of its
+    function and its keyword arguments as stored (JSON values)."""
+    if (at is None) == (delay is None):
+        raise ValueError("schedule() needs exactly one of at= (a datetime) or delay= "
+                         "(seconds)")
+    if at is not None and at.tzinfo is None:
+        raise ValueError("at= must be timezone-aware, e.g. datetime.now(UTC)")
+    when = at if at is not None else now + timedelta(seconds=delay or 0.0)
+    return when, function_reference(fn), _check_json(kwargs or {})
+
+
+def _counting_from_now(trigger: BaseTrigger) -> BaseTrigger:
+    """``trigger``, an interval counting from now. An IntervalTrigger counts from when it was
+    made — ``@bot.every`` makes it when the plugin is imported — so the first fire after a
+    start would come at any point of the first interval (at once after an in-process restart)
+    instead of one interval after the start."""
+    if not isinstance(trigger, IntervalTrigger):
+        return trigger
+    return IntervalTrigger(seconds=trigger.interval_length, timezone=trigger.timezone,
+                           end_date=trigger.end_date, jitter=trigger.jitter)
+
+
+def static_job_id(host: str, key: str, room: str | None) -> str:
+    """The id of a static job in one room: ``<bot>:static:<key>:<room or ->``."""
+    return f"{host}:{STATIC}:{key}:{room or '-'}"
 
 
 class _BotkitExecutor(BaseExecutor):  # type: ignore[misc]
@@ -159,6 +206,7 @@ class BotScheduler:
         self._static: dict[tuple[str, str], ScheduleSpec] = {}
         self.missed = 0
         self.misfire_grace = misfire_grace
+        self._closed = False
         self._executor = _BotkitExecutor(self)
         dynamic = SQLiteJobStore(store_path) if store_path is not None else MemoryJobStore()
         self._scheduler = AsyncIOScheduler(
@@ -170,16 +218,31 @@ class BotScheduler:
 
     @property
     def running(self) -> bool:
-        return bool(self._scheduler.running)
+        """True while jobs fire: from :meth:`start` until :meth:`stop_firing`/:meth:`shutdown`."""
+        return bool(self._scheduler.state == STATE_RUNNING)
+
+    def _opened(self) -> AsyncIOScheduler:
+        """The APScheduler with its job stores open. Bots use their jobs before the runtime
+        starts firing them (in on_start, or while another bot still connects) and after it
+        stopped (finishing their envelopes): the stores are then opened with firing paused.
+        A stopped APScheduler would keep new jobs in its pending list — lost at shutdown and
+        without a run time to list — and would not see the stored ones at all."""
+        if self._closed:
+            raise StateError("the scheduler is shut down: jobs can no longer be scheduled, "
+                             "listed or cancelled")
+        if not self._scheduler.running:
+            self._scheduler.start(paused=True)
+        return self._scheduler
 
     def add_host(self, host: JobHost, specs: list[ScheduleSpec]) -> None:
         """Register a bot and its static jobs (before or after start)."""
         self._hosts[host.name] = host
         for spec in specs:
             self._static[(host.name, spec.key)] = spec
+            trigger = _counting_from_now(spec.trigger)
             for room in spec.rooms or (None,):
-                job_id = f"{host.name}:{STATIC}:{spec.key}:{room or '-'}"
-                self._scheduler.add_job(scheduled_job, spec.trigger, id=job_id,
+                job_id = static_job_id(host.name, spec.key, room)
+                self._scheduler.add_job(scheduled_job, trigger, id=job_id,
                                         args=(host.name, f"{STATIC}:{spec.key}", room),
                                         jobstore=STATIC, replace_existing=True)
 
@@ -188,15 +251,34 @@ class BotScheduler:
         return self._static.get((host, target.removeprefix(f"{STATIC}:")))
 
     def start(self) -> None:
-        self._scheduler.start()
+        """Start firing jobs. Static jobs count from now, however long ago they were declared
+        (the job stores may have been opened early, with firing paused)."""
+        if not self._scheduler.running:
+            self._scheduler.start(paused=True)
+        for job in self._scheduler.get_jobs(jobstore=STATIC):
+            job.reschedule(_counting_from_now(job.trigger))
+        self._scheduler.resume()
+
+    async def stop_firing(self, grace: float) -> None:
+        """Stop firing and let fires under way finish within ``grace``. The job stores stay
+        open until :meth:`shutdown`: bots finishing their envelopes may still schedule and
+        cancel jobs, which are stored for the next start."""
+        if self._scheduler.running:
+            self._scheduler.pause()
+            await self._executor.drain(grace)
 
     async def shutdown(self, grace: float) -> None:
-        """Stop firing, let fires under way finish within ``grace``, close the job store."""
-        if not self._scheduler.running:
+        """Stop firing, let fires under way finish within ``grace``, close the job stores.
+        Using jobs afterwards raises StateError."""
+        await self.stop_firing(grace)
+        if self._closed:
             return
-        self._scheduler.pause()
-        await self._executor.drain(grace)
-        self._scheduler.shutdown(wait=False)
+        self._closed = True
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+            # AsyncIOScheduler shuts down in a loop callback, queued just now: let it run, so
+            # that the job stores are closed when this returns.
+            await asyncio.sleep(0)
 
     async def fire(self, job: Job, run_time: datetime) -> None:
         host_name, target, room = job.args
@@ -213,22 +295,18 @@ class BotScheduler:
     def schedule(self, host: str, fn: Callable[..., Any], *, at: datetime | None = None,
                  delay: float | None = None, id: str | None = None, room: str | None = None,
                  kwargs: Mapping[str, Any] | None = None) -> str:
-        if (at is None) == (delay is None):
-            raise ValueError("schedule() needs exactly one of at= (a datetime) or delay= "
-                             "(seconds)")
-        if at is not None and at.tzinfo is None:
-            raise ValueError("at= must be timezone-aware, e.g. datetime.now(UTC)")
-        when = at if at is not None else datetime.now(UTC) + timedelta(seconds=delay or 0.0)
+        when, target, arguments = plan_job(fn, at=at, delay=delay, kwargs=kwargs,
+                                           now=datetime.now(UTC))
         short_id = id or new_ulid()
-        self._scheduler.add_job(
+        self._opened().add_job(
             scheduled_job, DateTrigger(run_date=when), id=f"{host}:{short_id}",
-            args=(host, function_reference(fn), room), kwargs=_check_json(kwargs or {}),
-            jobstore=DYNAMIC, replace_existing=True)
+            args=(host, target, room), kwargs=arguments, jobstore=DYNAMIC,
+            replace_existing=True)
         return short_id
 
     def cancel(self, host: str, job_id: str) -> bool:
         try:
-            self._scheduler.remove_job(f"{host}:{job_id}", jobstore=DYNAMIC)
+            self._opened().remove_job(f"{host}:{job_id}", jobstore=DYNAMIC)
         except JobLookupError:
             return False
         return True
@@ -236,5 +314,5 @@ class BotScheduler:
     def jobs(self, host: str, prefix: str = "") -> list[ScheduledJob]:
         start = f"{host}:{prefix}"
         return [ScheduledJob(job.id.removeprefix(f"{host}:"), job.next_run_time, job.args[2])
-                for job in self._scheduler.get_jobs(jobstore=DYNAMIC)
+                for job in self._opened().get_jobs(jobstore=DYNAMIC)
                 if job.id.startswith(start)]

@@ -13,7 +13,7 @@ Invalid match events never reach these handlers: the runtime drops them with a l
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field
@@ -105,7 +105,7 @@ def _cancel_pending(ctx: Context, match_id: str) -> int:
 async def scheduled(ctx: Context, event: MatchScheduled) -> None:
     settings: AnnouncerSettings = ctx.settings
     _cancel_pending(ctx, event.match_id)  # a re-sent schedule replaces the old one
-    now = datetime.now(UTC)
+    now = ctx.now()
     prefix = _job_prefix(ctx, event.match_id)
     planned = 0
     for offset in sorted(set(settings.offsets), reverse=True):

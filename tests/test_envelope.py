@@ -119,10 +119,10 @@ def test_snake_case_keys_are_accepted() -> None:
 
 @pytest.mark.parametrize("form", range(5))
 def test_unknown_type_is_a_generic_envelope_keeping_its_fields(form: int) -> None:
-    data = seed(type="match.started", text=..., players=["a", "b"], round={"n": 1})
+    data = seed(type="quiz.started", text=..., players=["a", "b"], round={"n": 1})
     envelope = parse_envelope(as_inputs(data)[form])
     assert type(envelope) is Envelope
-    assert envelope.type == "match.started"
+    assert envelope.type == "quiz.started"
     assert envelope.model_extra == {"players": ["a", "b"], "round": {"n": 1}}
     assert envelope_to_dict(envelope) == data
 
@@ -150,7 +150,7 @@ ROUND_TRIP_CASES = [
     seed(type="user.joined", text=..., userId="user_02", name="Ann"),
     seed(type="user.left", text=..., userId="user_02"),
     seed(type="typing", text=..., isTyping=False),
-    seed(type="match.started", text=..., score=[1, 2.5, None, True], meta={"a": {"b": "c"}}),
+    seed(type="quiz.started", text=..., score=[1, 2.5, None, True], meta={"a": {"b": "c"}}),
 ]
 
 
@@ -323,11 +323,11 @@ def test_custom_text_limit() -> None:
 
 
 def test_text_limit_applies_to_any_envelope_with_text() -> None:
-    for item in as_inputs(seed(type="match.started", text="x" * 11)):
+    for item in as_inputs(seed(type="quiz.started", text="x" * 11)):
         with pytest.raises(EnvelopeError, match="'text' is 11 characters; the limit is 10"):
             parse_envelope(item, max_text_length=10)
     # A text that is not a string is none of the limit's business on a generic envelope.
-    assert parse_envelope(seed(type="match.started", text=["x"] * 11), max_text_length=10)
+    assert parse_envelope(seed(type="quiz.started", text=["x"] * 11), max_text_length=10)
 
 
 # --- hostile input --------------------------------------------------------------------------
@@ -368,7 +368,7 @@ def _hostile_value(rng: random.Random, depth: int = 0) -> Any:
 def _hostile_envelope(rng: random.Random) -> dict[str, Any]:
     data = dict(SEED)
     data["type"] = rng.choice(["chat.message", "user.joined", "user.left", "typing",
-                               "match.started", data["type"]])
+                               "quiz.started", data["type"]])
     for _ in range(rng.randrange(1, 4)):
         key = rng.choice([*SEED, "replyTo", "userId", "name", "isTyping", "room_id",
                           "sent_at", "extra"])
@@ -453,22 +453,22 @@ def test_fuzz_other_python_values() -> None:
 @pytest.mark.usefixtures("registry")
 def test_register_a_custom_type() -> None:
     @register_envelope
-    class MatchStarted(Envelope):
-        type: Literal["match.started"] = "match.started"
+    class QuizStarted(Envelope):
+        type: Literal["quiz.started"] = "quiz.started"
         players: list[str]
         best_of: int = 3
 
-    assert envelope_type_for("match.started") is MatchStarted
-    data = seed(type="match.started", text=..., players=["a", "b"], bestOf=5)
+    assert envelope_type_for("quiz.started") is QuizStarted
+    data = seed(type="quiz.started", text=..., players=["a", "b"], bestOf=5)
     for item in as_inputs(data):
         envelope = parse_envelope(item)
-        assert isinstance(envelope, MatchStarted)
+        assert isinstance(envelope, QuizStarted)
         assert (envelope.players, envelope.best_of) == (["a", "b"], 5)
         assert envelope_to_dict(envelope) == data
     with pytest.raises(EnvelopeError, match="'players' must be an array, not a string"):
-        parse_envelope(seed(type="match.started", players="ab"))
+        parse_envelope(seed(type="quiz.started", players="ab"))
     with pytest.raises(EnvelopeError, match="'players' must be an array, not a string"):
-        parse_envelope(json.dumps(seed(type="match.started", players="ab")))
+        parse_envelope(json.dumps(seed(type="quiz.started", players="ab")))
 
 
 class Player(BaseModel):
@@ -548,7 +548,7 @@ def test_models_without_a_literal_type_are_refused() -> None:
 
 def test_registry_isolation_left_no_trace() -> None:
     # Runs after the registry tests in file order: their registrations were private.
-    assert envelope_type_for("match.started") is Envelope
+    assert envelope_type_for("quiz.started") is Envelope
     assert type(parse_envelope(seed(type="reaction.added"))) is Envelope
 
 

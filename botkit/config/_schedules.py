@@ -16,6 +16,7 @@ from typing import Any, Self
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from apscheduler.util import astimezone
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from botkit.tokens import validate_room_id
@@ -46,6 +47,19 @@ class ScheduleConfig(BaseModel):
     @classmethod
     def _parse_every(cls, value: Any) -> Any:
         return _duration(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        # Read as the triggers read it. Checked here, not only by trigger(): an interval's
+        # trigger raised a bare ZoneInfoNotFoundError (a KeyError, which pydantic doesn't
+        # turn into a validation error), and an empty name silently meant the local zone.
+        try:
+            astimezone(value)
+        except (ValueError, LookupError):
+            raise ValueError(f"unknown timezone {value!r}; write a name like Europe/Berlin "
+                             "or UTC") from None
+        return value
 
     @field_validator("room")
     @classmethod

@@ -1,0 +1,403 @@
+"""``BotHarness``: one bot, driven by a test as the runtime drives it, without a server.
+
+What a test sends goes to the runtime's own :class:`~botkit.core.BotCore` — envelope
+validation, spoof/own/bot drops, presence tracking, routing, argument conversion, middleware,
+timeouts and error isolation — and what the bot publishes is recorded by an in-memory server.
+Everything runs to completion before the call returns: no network, no sleeping, no waiting for
+"the reply to arrive". The bot's state lives in a memory store and its jobs on a virtual clock.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from pydantic import BaseModel, ValidationError
+
+from botkit.bot import Bot
+from botkit.config import BotConfig, BotsConfig, load_config
+from botkit.core import BotCore, BotStats, LoadedBot, static_schedules
+from botkit.envelope import Envelope, chat_message, envelope_to_dict, format_timestamp
+from botkit.exceptions import BotkitError, ConfigError
+from botkit.plugins import load_plugin
+from botkit.protocol.types import ClientInfo, Publication
+from botkit.runtime import load_bot
+from botkit.scheduler import ScheduledJob
+from botkit.state import BotState, MemoryStateStore
+from botkit.testing._clock import VirtualClock
+from botkit.testing._server import Delivery, HarnessServer, Published, Replies
+from botkit.ulid import new_ulid
+
+__all__ = ["BotHarness"]
+
+_UNSET: Any = object()
+_PLACEHOLDER_KEY = "botkit-harness-placeholder"
+
+
+class BotHarness:
+    """A bot under test. ``bot`` is a :class:`Bot` or the name of its plugin (``"bots.echo"``);
+    the other arguments are those of its entry in bots.yaml, validated the same way.
+    ``user`` is who speaks when a step names nobody; the first room is where, when it names
+    no room. ``now`` starts the virtual clock (default: the current time).
+
+    Use it as ``async with BotHarness(...) as h:`` to run the bot's on_start and on_stop hooks
+    (the first step starts it otherwise), or through the ``bot_harness`` pytest fixture."""
+
+    def __init__(self, bot: Bot | str, *, settings: Mapping[str, Any] | BaseModel | None = None,
+                 name: str | None = None, user_id: str | None = None,
+                 rooms: Sequence[str] = ("lobby",), limits: Mapping[str, Any] | None = None,
+                 schedules: Sequence[Mapping[str, Any]] = (), other_bots: Iterable[str] = (),
+                 now: datetime | None = None, user: str = "user",
+                 project_id: str = "proj_test") -> None:
+        plugin = bot if isinstance(bot, str) else None
+        bot = load_plugin(bot) if isinstance(bot, str) else bot
+        name = name or bot.name
+        entry_data = {
+            "name": name, "plugin": plugin, "user_id": user_id or f"bot_{name}",
+            "rooms": list(rooms), "limits": dict(limits or {}),
+            "settings": {} if isinstance(settings, BaseModel) else dict(settings or {}),
+            "schedules": [dict(item) for item in schedules]}
+        try:
+            config = BotsConfig.model_validate({"xshathra": _xshathra(project_id),
+                                                "state": {"backend": "memory"},
+                                                "bots": [entry_data]})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"][2:])
+            raise ConfigError(error["msg"].removeprefix("Value error, "),
+                              path="BotHarness", field=where or None) from None
+        entry = config.bots[0]
+        loaded = (LoadedBot(entry, bot, settings) if isinstance(settings, BaseModel)
+                  else load_bot(config, entry, bot=bot))
+        self._setup(loaded, project_id=project_id, other_bots=frozenset(other_bots), now=now,
+                    user=user)
+
+    @classmethod
+    def load(cls, plugin: str | Bot, **options: Any) -> BotHarness:
+        """The harness of a plugin (``"bots.commands"``) or a Bot; see :class:`BotHarness`."""
+        return cls(plugin, **options)
+
+    @classmethod
+    def from_config(cls, config: BotsConfig | str | os.PathLike[str], name: str, *,
+                    environ: Mapping[str, str] | None = None, now: datetime | None = None,
+                    user: str = "user") -> BotHarness:
+        """The harness of bot ``name`` of a bots.yaml (a path, or a loaded config), with its
+        plugin, settings, rooms, limits and schedules; the other bots' users are known as
+        bots. The harness never uses the server's key: when the environment (``environ``,
+        default ``os.environ``) has no ``XSHATHRA_SERVER_API_KEY``, a placeholder stands in."""
+        search_path = None
+        if not isinstance(config, BotsConfig):
+            variables = dict(os.environ if environ is None else environ)
+            variables.setdefault("XSHATHRA_SERVER_API_KEY", _PLACEHOLDER_KEY)
+            search_path = Path(config).resolve().parent
+            config = load_config(config, environ=variables)
+        entry = next((bot for bot in config.bots if bot.name == name), None)
+        if entry is None:
+            names = ", ".join(bot.name for bot in config.bots)
+            raise ConfigError(f"no bot named {name!r} in the configuration (it has: {names})")
+        harness = cls.__new__(cls)  # the configuration is already whole: skip __init__'s
+        harness._setup(load_bot(config, entry, search_path=search_path),
+                       project_id=config.xshathra.project_id,
+                       other_bots=frozenset(bot.user_id for bot in config.bots), now=now,
+                       user=user)
+        return harness
+
+    def _setup(self, loaded: LoadedBot, *, project_id: str, other_bots: frozenset[str],
+               now: datetime | None, user: str) -> None:
+        config: BotConfig = loaded.config
+        self.name = config.name
+        self.user_id = config.user_id
+        self.user = user
+        self.rooms = [room.id for room in config.rooms]
+        self.clock = VirtualClock(now or datetime.now(UTC).replace(microsecond=0))
+        self._store = MemoryStateStore(self.clock.time)
+        self.server = HarnessServer(user_id=config.user_id,
+                                    rooms=config.channels(project_id))
+        self.core = BotCore(loaded, project_id=project_id, api=self.server,
+                            bot_users=other_bots, state=self._store, scheduler=self.clock,
+                            clock=lambda: self.clock.now)
+        self.clock.add_host(_JobHost(self), static_schedules(loaded))
+        self._started = False
+        self._closed = False
+        self._mark = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the bot as the runtime does once subscribed: note who is present (without
+        greeting them), then run its on_start hooks. The first step does it if needed."""
+        if self._closed:
+            raise BotkitError(f"the harness of bot {self.name} is closed")
+        if self._started:
+            return
+        self._started = True
+        await self._store.open()
+        for room in self.rooms:
+            await self.core.resync(room, announce=False)
+        await self.core.start()
+        await self._drain()
+
+    async def aclose(self) -> None:
+        """Run the bot's on_stop hooks and close its state store."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._started:
+            await self.core.stop()
+            await self._store.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    # -- what users do -----------------------------------------------------------------------
+
+    async def say(self, text: str, *, user: str | None = None, room: str | None = None
+                  ) -> Replies:
+        """``user`` says ``text`` in ``room``; returns what the bot published in response."""
+        user, room = user or self.user, self._room(room)
+        message = chat_message(room_id=room, sender_id=user, text=text, sent_at=self.now)
+        return await self._send(room, envelope_to_dict(message), message, self._client(user))
+
+    async def publish(self, data: Any, *, room: str | None = None, as_user: str | None = None,
+                      attested_user: str | None = _UNSET, raw: bool = False) -> Replies:
+        """Publish any envelope (a model or its dict). Missing ``id``, ``roomId``,
+        ``senderId`` (``as_user``, else the default user) and ``sentAt`` are filled in,
+        unless ``raw``: then ``data`` goes out exactly as given, valid or not.
+
+        ``as_user`` publishes from that user's connection, and the server attests it as the
+        publisher (``attested_user`` overrides what it attests: a ``senderId`` that differs
+        is a spoof, which the bot drops). Without ``as_user`` it is a publish through the
+        server API, as a game server does: nobody is attested."""
+        if isinstance(data, Envelope):
+            data = envelope_to_dict(data)
+        elif not raw and isinstance(data, Mapping):
+            data = self._filled(data, room, as_user)
+        if room is None and isinstance(data, Mapping):
+            room = data.get("roomId", data.get("room_id"))
+            room = room if room in self.rooms else None
+        attested = as_user if attested_user is _UNSET else attested_user
+        info = self._client(attested) if attested else None
+        return await self._send(self._room(room), data, None, info)
+
+    async def join(self, user: str | None = None, *, room: str | None = None,
+                   name: str | None = None, client: str | None = None) -> Replies:
+        """A connection of ``user`` joins ``room`` (``name``: the display name its token
+        carries); the bot sees ``user.joined`` when it is the user's first there."""
+        user, room = user or self.user, self._room(room)
+        info = ClientInfo(user=user, client=client or self.server.new_client(user),
+                          conn_info={"name": name} if name is not None else None)
+        self.server.add_presence(room, info)
+        return await self._deliver(("join", room, info))
+
+    async def leave(self, user: str | None = None, *, room: str | None = None,
+                    client: str | None = None) -> Replies:
+        """``user``'s connection ``client`` (default: all of them) leaves ``room``; the bot
+        sees ``user.left`` when it was the user's last there."""
+        user, room = user or self.user, self._room(room)
+        gone = self.server.remove_presence(room, user, client)
+        if not gone:
+            raise BotkitError(f"{user} has no connection{f' {client!r}' if client else ''} "
+                              f"in room {room!r} to leave with")
+        return await self._deliver(*(("leave", room, info) for info in gone))
+
+    def set_presence(self, room: str | None, users: Iterable[str | ClientInfo]) -> None:
+        """Who is in ``room`` (what ``ctx.presence()`` returns), besides the bot itself, which
+        is always there. They are present already: the bot does not see them join."""
+        room = self._room(room)
+        self.server.set_presence(room, users)
+        self.core.presence[room].resync(self.server.presence_now(room))
+
+    def set_history(self, room: str | None,
+                    envelopes: Iterable[Envelope | Mapping[str, Any] | str]) -> None:
+        """Replace ``room``'s history (what ``ctx.history()`` reads), oldest first: envelopes,
+        their dicts (completed like :meth:`publish`'s), or texts said by the default user."""
+        room = self._room(room)
+        items: list[Any] = []
+        for item in envelopes:
+            if isinstance(item, str):
+                item = chat_message(room_id=room, sender_id=self.user, text=item,
+                                    sent_at=self.now)
+            items.append(envelope_to_dict(item) if isinstance(item, Envelope)
+                         else self._filled(item, room, None))
+        self.server.set_history(room, items)
+
+    # -- the clock ---------------------------------------------------------------------------
+
+    @property
+    def now(self) -> datetime:
+        """The virtual time: ``ctx.now()``, scheduling and state expiry all read it."""
+        return self.clock.now
+
+    async def advance(self, delta: timedelta | float = 0.0, *, seconds: float = 0,
+                      minutes: float = 0, hours: float = 0, days: float = 0) -> Replies:
+        """Move the clock forward (``delta`` in seconds, or a timedelta, plus the keyword
+        parts), firing every job due on the way in time order; returns what they published.
+        ``advance()`` runs the jobs already due."""
+        if not isinstance(delta, timedelta):
+            delta = timedelta(seconds=delta)
+        delta += timedelta(seconds=seconds, minutes=minutes, hours=hours, days=days)
+        return await self.advance_to(self.now + delta)
+
+    async def advance_to(self, when: datetime) -> Replies:
+        """Move the clock to ``when``; see :meth:`advance`."""
+        await self.start()
+        mark = len(self.server.published)
+        await self.clock.advance_to(when)
+        return Replies(self.server.published[mark:])
+
+    def jobs(self, prefix: str = "") -> list[ScheduledJob]:
+        """The bot's pending ``ctx.schedule`` jobs whose id starts with ``prefix``."""
+        return self.clock.jobs(self.name, prefix)
+
+    # -- what the bot did --------------------------------------------------------------------
+
+    @property
+    def state(self) -> BotState:
+        """The bot's state (``ctx.state``), in memory; usable once started."""
+        assert self.core.services.state is not None
+        return self.core.services.state
+
+    @property
+    def stats(self) -> BotStats:
+        """The runtime's counters: handled, invalid, spoofed, own, handler errors, jobs..."""
+        return self.core.stats
+
+    @property
+    def published(self) -> list[Published]:
+        """Every envelope the bot published since the start (or :meth:`clear`)."""
+        return self.server.published[self._mark:]
+
+    @property
+    def replies(self) -> list[Published]:
+        """The chat messages among :attr:`published`."""
+        return [item for item in self.published if item.text is not None]
+
+    @property
+    def texts(self) -> list[str]:
+        """The texts of :attr:`replies`."""
+        return [item.text for item in self.replies if item.text is not None]
+
+    @property
+    def last_reply(self) -> Published:
+        """The latest chat message the bot published; AssertionError if there is none."""
+        if not self.replies:
+            raise AssertionError(f"bot {self.name} has not replied{self._errors_note()}")
+        return self.replies[-1]
+
+    def clear(self) -> None:
+        """Forget what was published so far (the counters stay)."""
+        self._mark = len(self.server.published)
+
+    def assert_replied(self, expected: str | re.Pattern[str], *, room: str | None = None,
+                       reply_to: str | None = None) -> Published:
+        """The reply whose text is ``expected`` (or matches the pattern), in ``room`` and
+        answering ``reply_to`` if given; AssertionError listing the replies otherwise."""
+        for item in self.replies:
+            assert item.text is not None
+            if isinstance(expected, re.Pattern):
+                found = expected.search(item.text) is not None
+            else:
+                found = item.text == expected
+            if found and room in (None, item.room) and reply_to in (None, item.reply_to):
+                return item
+        where = "".join([f" in {room}" if room else "",
+                         f" answering {reply_to}" if reply_to else ""])
+        said = "\n".join(f"  {item.room}: {item.text!r}" for item in self.replies) or "  nothing"
+        raise AssertionError(f"bot {self.name} did not reply {expected!r}{where}; it said:\n"
+                             f"{said}{self._errors_note()}")
+
+    def assert_no_reply(self) -> None:
+        """AssertionError if the bot replied since the start (or :meth:`clear`)."""
+        if self.replies:
+            raise AssertionError(f"bot {self.name} replied {self.texts!r}")
+
+    # -- inside ------------------------------------------------------------------------------
+
+    def _room(self, room: str | None) -> str:
+        if room is None:
+            if not self.rooms:
+                raise BotkitError(f"bot {self.name} has no rooms; give it rooms=[...]")
+            return self.rooms[0]
+        if room not in self.rooms:
+            raise BotkitError(f"bot {self.name} is not in room {room!r}; its rooms are "
+                              f"{self.rooms}")
+        return room
+
+    def _client(self, user: str) -> ClientInfo:
+        """The connection ``user`` publishes from, as the server attests it."""
+        return ClientInfo(user=user, client=self.server.new_client(user))
+
+    def _filled(self, data: Mapping[str, Any], room: str | None,
+                as_user: str | None) -> dict[str, Any]:
+        filled = dict(data)
+        defaults = {("id",): new_ulid(), ("roomId", "room_id"): self._room(room),
+                    ("senderId", "sender_id"): as_user or self.user,
+                    ("sentAt", "sent_at"): format_timestamp(self.now)}
+        for names, value in defaults.items():
+            if not any(name in filled for name in names):
+                filled[names[0]] = value
+        return filled
+
+    async def _send(self, room: str, data: Any, cause: Envelope | None,
+                    info: ClientInfo | None) -> Replies:
+        await self.start()
+        self.server.broadcast(self.server.rooms[room], data, info=info)
+        return await self._deliver(cause=cause)
+
+    async def _deliver(self, *deliveries: Delivery, cause: Envelope | None = None) -> Replies:
+        await self.start()
+        mark = len(self.server.published)
+        self.server.deliveries.extend(deliveries)
+        await self._drain()
+        return Replies(self.server.published[mark:], cause=cause)
+
+    async def _drain(self) -> None:
+        """Hand the bot what reached its rooms, one at a time, as one lane would; what it
+        publishes meanwhile (its own replies, coming back) is handled after."""
+        deliveries, core = self.server.deliveries, self.core
+        while deliveries:
+            kind, room, payload = deliveries.popleft()
+            if kind == "publication":
+                assert isinstance(payload, Publication)
+                await core.handle_publication(room, payload)
+            elif kind == "join":
+                await core.handle_join(room, payload)
+            else:
+                await core.handle_leave(room, payload)
+
+    def _errors_note(self) -> str:
+        stats = self.stats
+        errors, timeouts = stats.handler_errors + stats.job_errors, stats.handler_timeouts
+        if not errors and not timeouts:
+            return ""
+        return (f"\n(its handlers and jobs failed {errors} time(s) and timed out {timeouts} "
+                "time(s): see the captured log)")
+
+
+class _JobHost:
+    """The clock's view of the bot: each fire runs through the core, then what it published
+    comes back to the bot like any publication."""
+
+    def __init__(self, harness: BotHarness) -> None:
+        self.name = harness.name
+        self._harness = harness
+
+    async def run_job(self, job_id: str, run_time: datetime, target: str, room: str | None,
+                      kwargs: Mapping[str, Any]) -> None:
+        await self._harness.core.run_job(job_id, run_time, target, room, kwargs)
+        await self._harness._drain()
+
+
+def _xshathra(project_id: str) -> dict[str, str]:  # never contacted: the server is in memory
+    return {"project_id": project_id, "realtime_url": "ws://harness.invalid/connection",
+            "api_url": "http://harness.invalid/api", "server_api_key": _PLACEHOLDER_KEY}

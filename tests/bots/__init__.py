@@ -1,0 +1,1 @@
+"""Tests of the example bots in bots/, written with the public harness."""

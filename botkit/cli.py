@@ -1,4 +1,4 @@
-"""The ``botkit`` command: ``run``, ``check``, ``token`` and ``server``.
+"""The ``botkit`` command: ``run``, ``dev``, ``check``, ``token`` and ``server``.
 
 Exit codes: 0 after a clean run or stop, 1 when the runtime ends on a terminal error (for example
 the server refused the bots' tokens), 2 when the configuration or a plugin is wrong.
@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from botkit.config import BotsConfig, load_config, parse_duration
@@ -40,6 +40,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--grace", default="10s",
                      help="how long a shutdown may take to finish in-flight work (default 10s)")
 
+    dev = commands.add_parser(
+        "dev", help="serve the chat page and a local hub on one port, with the bots against it")
+    dev.add_argument("-c", "--config", default="bots.yaml", help="path of bots.yaml")
+    dev.add_argument("--port", type=_port,
+                     help="the port of the page and the hub (default: dev.port of bots.yaml, "
+                          "else 3001; 0 picks a free one)")
+    dev.add_argument("--log-format", choices=["text", "json"], default="text")
+    dev.add_argument("--log-level", default="info",
+                     choices=["debug", "info", "warning", "error"])
+    dev.add_argument("--grace", default="10s",
+                     help="how long a shutdown may take to finish in-flight work (default 10s)")
+
     check = commands.add_parser("check", help="validate bots.yaml and import the plugins")
     check.add_argument("-c", "--config", default="bots.yaml", help="path of bots.yaml")
 
@@ -54,6 +66,16 @@ def _parser() -> argparse.ArgumentParser:
         "server", help="run a local Xshathra Realtime (Centrifugo, built once with Go)")
     server.add_argument("--port", type=int, default=3001)
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0 to 65535)")
+    return port
 
 
 def _load(path: str) -> BotsConfig:
@@ -100,12 +122,13 @@ def _cmd_token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _run(runtime: Runtime) -> None:
+async def _until_signal(run: Callable[[], Awaitable[None]], stop: Callable[[], None]) -> None:
+    """``await run()``, with SIGINT and SIGTERM calling ``stop`` (a graceful stop)."""
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, runtime.stop)
+        loop.add_signal_handler(signum, stop)
     try:
-        await runtime.run()
+        await run()
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
@@ -119,7 +142,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("no enabled bots to run", path=args.config)
     runtime = Runtime(config, loaded, grace=parse_duration(args.grace))
     try:
-        asyncio.run(_run(runtime))
+        asyncio.run(_until_signal(runtime.run, runtime.stop))
+    except BotkitError as exc:
+        log.error("stopped: %s", exc)
+        return EXIT_FAILED
+    log.info("stopped")
+    return EXIT_OK
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from botkit.dev import DevServer, dev_environment  # uvicorn and Starlette only for dev
+
+
+    configure_logging(fmt=args.log_format, level=args.log_level)
+    environ, made_up = dev_environment(os.environ)
+    config = load_config(args.config, environ=environ)
+    loaded = load_bots(config, search_path=Path(args.config).resolve().parent)
+    key = config.xshathra.server_api_key.get_secret_value()
+    if made_up is not None and key == made_up:
+        # Made up here, so safe to show, and needed for `botkit token` or a second client.
+        # A key the user supplied is never printed.
+        print(f"XSHATHRA_SERVER_API_KEY is not set; server_api_key for this run: {key}",
+              flush=True)
+    port = config.dev.port if args.port is None else args.port
+    server = DevServer(config, loaded, port=port, grace=parse_duration(args.grace),
+                       log_level=args.log_level)
+
+    def ready(dev: DevServer) -> None:
+        print(f"Chat page: {dev.page_url}", flush=True)
+
+    try:
+        asyncio.run(_until_signal(lambda: server.run(on_ready=ready), server.stop))
     except BotkitError as exc:
         log.error("stopped: %s", exc)
         return EXIT_FAILED
@@ -151,7 +204,7 @@ def _cmd_server(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"run": _cmd_run, "check": _cmd_check, "token": _cmd_token,
+    handlers = {"run": _cmd_run, "dev": _cmd_dev, "check": _cmd_check, "token": _cmd_token,
                 "server": _cmd_server}
     try:
         return handlers[args.command](args)

@@ -35,9 +35,12 @@ class HubApp:
     """One hub and the ASGI app serving it. ``close_connections`` is the graceful stop.
 
     ``routes`` are served first, next to the hub's (``botkit dev`` adds its chat backend, whose
-    ``/api/realtime/token`` must win over the server API's ``/api/realtime/{method}``)."""
+    ``/api/realtime/token`` must win over the server API's ``/api/realtime/{method}``);
+    ``fallback`` routes are served last (``botkit dev`` mounts the chat page at ``/``, which
+    would otherwise swallow every path of the hub)."""
 
-    def __init__(self, config: HubConfig, *, routes: Sequence[BaseRoute] = ()) -> None:
+    def __init__(self, config: HubConfig, *, routes: Sequence[BaseRoute] = (),
+                 fallback: Sequence[BaseRoute] = ()) -> None:
         self.hub = Hub(config)  # clock: time.monotonic, which is also the event loop's clock
         self.api = ServerApi(self.hub)
         self._connections: set[asyncio.Task[object]] = set()
@@ -49,6 +52,7 @@ class HubApp:
                 # before 401, in Centrifugo's order.
                 Route(API_PREFIX + "/{method}", api_endpoint(self.api), methods=_ALL_METHODS),
                 Route("/health", self._health, methods=["GET"]),
+                *fallback,
             ],
             lifespan=self._lifespan)
 

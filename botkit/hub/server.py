@@ -25,7 +25,7 @@ from botkit.hub.app import API_PREFIX, WS_PATH, HubApp
 from botkit.hub.settings import API_KEY_ENV, HubSettings
 from botkit.hub.transport import TolerantWebSocketProtocol
 
-__all__ = ["main", "serve"]
+__all__ = ["main", "serve", "uvicorn_config"]
 
 log = logging.getLogger("botkit.hub")
 
@@ -61,17 +61,22 @@ class _Server(uvicorn.Server):
             self.should_exit = True
 
 
-async def serve(settings: HubSettings, *, routes: Sequence[BaseRoute] = ()) -> None:
-    """Serve the hub (and ``routes`` before its own) until stopped by a signal."""
-    config = settings.config()
-    hub_app = HubApp(config, routes=routes)
-    uvicorn_config = uvicorn.Config(
+def uvicorn_config(hub_app: HubApp, *, log_level: str | None = None) -> uvicorn.Config:
+    """How uvicorn serves a hub (``python -m botkit.hub`` and ``botkit dev`` alike). uvicorn
+    logs through the root logger (``log_config=None``) at ``log_level`` (default: the hub's)."""
+    config = hub_app.hub.config
+    return uvicorn.Config(
         hub_app.app, host=config.host, port=config.port, ws=TolerantWebSocketProtocol,
         # The protocol's own {} pings replace WebSocket pings, as on Centrifugo.
         ws_ping_interval=None, ws_ping_timeout=None, ws_per_message_deflate=False,
         ws_max_size=config.message_size_limit, lifespan="on", access_log=False,
-        log_config=None, log_level=config.log_level, timeout_graceful_shutdown=3)
-    await _Server(uvicorn_config, hub_app).serve()
+        log_config=None, log_level=log_level or config.log_level, timeout_graceful_shutdown=3)
+
+
+async def serve(settings: HubSettings, *, routes: Sequence[BaseRoute] = ()) -> None:
+    """Serve the hub (and ``routes`` before its own) until stopped by a signal."""
+    hub_app = HubApp(settings.config(), routes=routes)
+    await _Server(uvicorn_config(hub_app), hub_app).serve()
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -62,6 +62,11 @@ TEMPORARY_CODES: Final = frozenset({100, 111, 113})
 #: Short first retry, a few seconds at most: a reply that is late by more is as good as lost.
 DEFAULT_BACKOFF: Final = Backoff(base=0.1, cap=2.0)
 
+# Calls outside the publish queue (presence, history, broadcast, batch) in flight at once.
+_MAX_DIRECT_CALLS: Final = 16
+# Presence calls sent together in one batch request at most.
+_MAX_PRESENCE_BATCH: Final = 500
+
 # Compact separators and no ASCII escaping: fewer bytes to send, and the encoder object is
 # built once instead of per json.dumps call.
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -153,6 +158,10 @@ class ServerApi:
         self._wakeup = asyncio.Event()
         self._progress = asyncio.Event()  # set whenever the sender or a direct call finishes
         self._direct_calls = 0
+        self._direct_slots = asyncio.Semaphore(_MAX_DIRECT_CALLS)
+        self._presence_wanted: list[tuple[str, asyncio.Future[dict[str, Any]]]] = []
+        self._presence_taken: list[tuple[str, asyncio.Future[dict[str, Any]]]] = []
+        self._presence_sender: asyncio.Task[None] | None = None
         self._sender: asyncio.Task[None] | None = None
         self._started = False
         self._closing = False
@@ -201,6 +210,10 @@ class ServerApi:
         finally:
             try:
                 await self._stop_sender()
+                presence = self._presence_sender
+                if presence is not None and not presence.done():
+                    presence.cancel()
+                    await asyncio.wait([presence])
             finally:
                 self._fail_queued(ApiUnavailableError(
                     "the server API client closed before this publish was sent"))
@@ -402,10 +415,86 @@ class ServerApi:
         return [outcome for outcome in results if outcome is not None]
 
     async def presence(self, channel: str) -> dict[str, ClientInfo]:
-        """The connections subscribed to ``channel``, by client id."""
-        result = _result(await self._direct("presence", {"channel": channel}))
+        """The connections subscribed to ``channel``, by client id.
+
+        Calls made together share a request: one alone goes out as a plain ``presence``,
+        several (500 bots resyncing their rooms after a reconnect) as one ``batch`` request
+        instead of hundreds, which cost seconds of CPU in httpx (bench/ S6)."""
+        self._check_open()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._presence_wanted.append((channel, future))
+        if self._presence_sender is None:
+            sender = asyncio.create_task(self._send_presence(), name="botkit.api presence sender")
+            sender.add_done_callback(self._presence_sender_done)
+            self._presence_sender = sender
+        result = await future
         clients = result.get("presence") or {}
         return {client_id: _client_info(info, client_id) for client_id, info in clients.items()}
+
+    async def _send_presence(self) -> None:
+        """Send the presence calls waiting, a request at a time, until there are none."""
+        wanted = self._presence_wanted
+        try:
+            while wanted:
+                taken = self._presence_taken = [item for item in wanted[:_MAX_PRESENCE_BATCH]
+                                                if not item[1].done()]
+                del wanted[:_MAX_PRESENCE_BATCH]
+                if len(taken) == 1:
+                    await self._presence_one(*taken[0])
+                elif taken:
+                    await self._presence_batch(taken)
+            self._presence_taken = []
+        finally:
+            # At once, not in the done callback (which runs later): a call made meanwhile
+            # must start a new sender rather than wait for this finished one.
+            self._presence_sender = None
+
+    def _presence_sender_done(self, sender: asyncio.Task[None]) -> None:
+        if self._presence_sender is sender:
+            self._presence_sender = None
+        if sender.cancelled() or sender.exception() is not None:
+            # Cancelled (aclose) or a bug: nobody may be left waiting.
+            error = ApiError("the presence request was not completed: the server API client "
+                             "closed or failed")
+            for _channel, future in self._presence_taken + self._presence_wanted:
+                if not future.done():
+                    future.set_exception(_copy_error(error))
+            self._presence_taken = []
+            self._presence_wanted.clear()
+
+    async def _presence_one(self, channel: str, future: asyncio.Future[dict[str, Any]]) -> None:
+        try:
+            result = _result(await self._direct("presence", {"channel": channel}))
+        except ApiError as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(result)
+
+    async def _presence_batch(self, taken: list[tuple[str, asyncio.Future[dict[str, Any]]]],
+                              ) -> None:
+        commands = [{"presence": {"channel": channel}} for channel, _future in taken]
+        try:
+            payload = await self._direct("batch", {"commands": commands, "parallel": True})
+            replies = _list_of_objects(payload.get("replies"), len(taken), "batch")
+        except ApiError as exc:
+            for _channel, future in taken:
+                if not future.done():
+                    future.set_exception(_copy_error(exc))
+            return
+        for (channel, future), reply in zip(taken, replies, strict=True):
+            error = reply.get("error")
+            if error is None:
+                result = reply.get("presence")
+                if not future.done():
+                    future.set_result(result if isinstance(result, dict) else {})
+                continue
+            refused = _reply_error("presence", error)
+            if refused.temporary:
+                await self._presence_one(channel, future)  # with the usual retries
+            elif not future.done():
+                future.set_exception(refused)
 
     async def presence_stats(self, channel: str) -> PresenceStats:
         result = _result(await self._direct("presence_stats", {"channel": channel}))
@@ -452,7 +541,11 @@ class ServerApi:
         body = _encode(params)
         self._direct_calls += 1
         try:
-            return await self._call(method, body)
+            # Bounded: a runtime of 500 bots asks 500 rooms' presence at once on start and
+            # after a reconnect; handed to httpx together they made its pool's bookkeeping
+            # quadratic (seconds of CPU, bench/ S5); a few at a time they take milliseconds.
+            async with self._direct_slots:
+                return await self._call(method, body)
         finally:
             self._direct_calls -= 1
             self._progress.set()

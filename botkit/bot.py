@@ -293,7 +293,9 @@ class Bot:
         """The handlers to call for ``envelope`` in ``room_id``, in registration order."""
         sender = envelope.sender_id
         text = envelope.text if isinstance(envelope, ChatMessage) else None
-        command_line = parse_command_line(text, self.prefix) if text is not None else None
+        # A bot without commands has no command line to read (this runs for every message).
+        command_line = (parse_command_line(text, self.prefix)
+                        if text is not None and self._commands else None)
         command = self._commands.get(command_line.name) if command_line else None
         invocations: list[Invocation] = []
         for route in self.routes:

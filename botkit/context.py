@@ -106,7 +106,7 @@ class Context:
     ``cause`` names what is being handled, for idempotency keys: the envelope's id, or a job
     fire (job id and scheduled time)."""
 
-    __slots__ = ("_cause", "_position", "event", "log", "room", "services")
+    __slots__ = ("_cause", "_log", "_position", "event", "room", "services")
 
     def __init__(self, services: BotServices, event: Envelope | None = None,
                  room: str | None = None, *, cause: str | None = None) -> None:
@@ -115,9 +115,18 @@ class Context:
         self.room = room
         self._cause = cause if cause is not None else (event.id if event is not None else None)
         self._position = 0
-        extra = {"bot": services.name, "room": room or "-",
-                 "envelope_id": event.id if event is not None else "-"}
-        self.log = logging.LoggerAdapter(services.logger, extra)
+        self._log: logging.LoggerAdapter[logging.Logger] | None = None
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger that names the bot, the room and the envelope in every line."""
+        # Made on first use: most handlers never log, and a context is made per envelope.
+        if self._log is None:
+            event = self.event
+            extra = {"bot": self.services.name, "room": self.room or "-",
+                     "envelope_id": event.id if event is not None else "-"}
+            self._log = logging.LoggerAdapter(self.services.logger, extra)
+        return self._log
 
     @property
     def bot(self) -> Bot:

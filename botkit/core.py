@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from botkit.bot import Bot, Invocation
 from botkit.config import BotConfig
 from botkit.context import BotServices, Context, JobScheduler, Publisher, wall_clock
+from botkit.deadlines import Deadlines
 from botkit.envelope import Envelope, UserJoined, UserLeft, parse_envelope
 from botkit.exceptions import BotkitError, EnvelopeError
 from botkit.presence import RoomPresence
@@ -85,7 +86,9 @@ class BotCore:
         self.limits = config.limits
         self.channels = config.channels(project_id)
         """Room id → channel, for the rooms in the bot's configuration."""
-        self._bot_users = bot_users - {config.user_id}
+        # The runtime's set, shared by all its bots (a copy each, less the bot's own user,
+        # made memory grow with the square of the bots); dispatch() checks "own" first.
+        self._bot_users = bot_users
         self.services = BotServices(
             name=config.name, user_id=config.user_id, project_id=project_id, bot=loaded.bot,
             settings=loaded.settings, api=api, channels=dict(self.channels),
@@ -93,6 +96,8 @@ class BotCore:
             logger=logging.getLogger(f"botkit.bot.{config.name}"),
             state=BotState(state, config.name) if state is not None else None,
             scheduler=scheduler, clock=clock)
+        # One timer for all handler deadlines instead of one per call (see botkit.deadlines).
+        self._deadlines = Deadlines(self.limits.handler_timeout)
         self.presence = {room: RoomPresence() for room in self.channels}
         """Who is in each room, as the presence pushes told."""
 
@@ -255,20 +260,18 @@ class BotCore:
             await self._invoke(ctx, invocation)
 
     async def _invoke(self, ctx: Context, invocation: Invocation) -> None:
-        async def call() -> None:
-            await invocation(ctx)
-
-        chain = call
-        for middleware in reversed(self.bot.middlewares):
-            chain = _wrap(middleware, ctx, chain)
-        envelope_id = ctx.event.id if ctx.event is not None else "-"
-        timeout = self.limits.handler_timeout
-        deadline = asyncio.timeout(timeout)
+        middlewares = self.bot.middlewares
+        deadline = self._deadlines.scope()
         try:
-            async with deadline:
-                await chain()
+            with deadline:
+                if middlewares:
+                    await _chain(middlewares, ctx, invocation)()
+                else:
+                    await invocation(ctx)
         except TimeoutError:
-            if not deadline.expired():
+            envelope_id = ctx.event.id if ctx.event is not None else "-"
+            timeout = self.limits.handler_timeout
+            if not deadline.expired:
                 # The handler's own TimeoutError (an upstream call of its): an error like others.
                 self.stats.handler_errors += 1
                 log.exception("bot %s: handler %s failed on envelope %s", self.name,
@@ -280,7 +283,7 @@ class BotCore:
         except Exception:
             self.stats.handler_errors += 1
             log.exception("bot %s: handler %s failed on envelope %s", self.name,
-                          invocation.route.name, envelope_id)
+                          invocation.route.name, ctx.event.id if ctx.event is not None else "-")
 
 
 def static_schedules(loaded: LoadedBot) -> list[ScheduleSpec]:
@@ -294,6 +297,17 @@ def static_schedules(loaded: LoadedBot) -> list[ScheduleSpec]:
                            text=item.text)
               for index, item in enumerate(loaded.config.schedules)]
     return specs
+
+
+def _chain(middlewares: Sequence[Any], ctx: Context, invocation: Invocation) -> Any:
+    """The handler call wrapped in the bot's middlewares, the first registered outermost."""
+    async def call() -> None:
+        await invocation(ctx)
+
+    chain: Any = call
+    for middleware in reversed(middlewares):
+        chain = _wrap(middleware, ctx, chain)
+    return chain
 
 
 def _wrap(middleware: Any, ctx: Context, call_next: Any) -> Any:

@@ -11,6 +11,7 @@ on_stop hooks → flush pending replies through the API → close the job store 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,9 @@ class Runtime:
     grace: float = 10.0
     misfire_grace: float = 300.0
     """A job missed while the daemon was down still runs at start if at most this late."""
+    freeze_gc: bool = True
+    """Once every bot is ready, exempt what start-up made (modules, models, configuration) from
+    the cyclic GC until the runtime stops (see _freeze_startup_objects)."""
     runners: dict[str, BotRunner] = field(default_factory=dict, init=False)
     scheduler: BotScheduler | None = field(default=None, init=False)
     stop_event: asyncio.Event = field(default_factory=asyncio.Event, init=False)
@@ -113,6 +117,7 @@ class Runtime:
         """Start firing jobs once every bot is ready; on stop, stop firing before the bots
         stop (their job store stays open until they have)."""
         assert self.scheduler is not None
+        frozen = False
         ready: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(
             *(runner.ready.wait() for runner in self.runners.values())))
         stopped: asyncio.Future[Any] = asyncio.ensure_future(self.stop_event.wait())
@@ -120,11 +125,14 @@ class Runtime:
             await asyncio.wait([ready, stopped], return_when=asyncio.FIRST_COMPLETED)
             if ready.done() and not stopped.done():
                 self.scheduler.start()
+                frozen = self.freeze_gc and _freeze_startup_objects()
                 self._started.set()
                 await stopped
         finally:
             ready.cancel()
             stopped.cancel()
+            if frozen:
+                gc.unfreeze()
             try:
                 await self.scheduler.stop_firing(self.grace)
             finally:
@@ -144,3 +152,18 @@ class Runtime:
         error.__cause__ = cause
         self._failures.append(error)
         self.stop_event.set()
+
+
+def _freeze_startup_objects() -> bool:
+    """Collect once, then move every object alive now to the GC's permanent generation.
+
+    A bot's process holds a large, long-lived heap (pydantic's schemas, the configuration, the
+    imported modules), and each full collection walked all of it: 15-25 ms pauses, now and then,
+    while the replies made (httpx leaves a few reference cycles per request) kept triggering
+    collections. Frozen, a full collection only walks what came after start-up; the pause
+    drops below a millisecond (bench/ S2, p99 of an echo at 100/s: 6 ms -> 2 ms). The runtime
+    unfreezes when it stops, so nothing frozen is kept from collection for good."""
+    gc.collect()
+    gc.freeze()
+    return True
+

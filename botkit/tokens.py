@@ -12,7 +12,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
@@ -152,21 +152,43 @@ def subscription_token(
     return _encode(claims, secret)
 
 
+# A token minted less than this fraction of its life ago is handed out again.
+_REUSE_FRACTION = 0.1
+
+
 @dataclass(frozen=True, slots=True)
 class TokenMinter:
-    """Mints fresh tokens for one user; the realtime connection calls it on every (re)connect
-    and before a token expires, so a token is never older than ``ttl``."""
+    """Mints tokens for one user; the realtime connection calls it on every (re)connect and
+    before a token expires, so a token is never older than ``ttl``.
+
+    A token minted less than a tenth of ``ttl`` ago is handed out again rather than signed
+    anew: when a server restarts, hundreds of bots reconnect at once, and signing two JWTs
+    each was the largest cost of their return that the peers do not pay (bench/ S6)."""
 
     secret: str
     user_id: str
     ttl: float = DEFAULT_TOKEN_TTL
     info: Mapping[str, Any] | None = None
     clock: Callable[[], float] = time.time
+    _minted: dict[str | None, tuple[str, float]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def connection(self) -> str:
-        return connection_token(self.secret, self.user_id, ttl=self.ttl, info=self.info,
-                                now=self.clock())
+        return self._mint(None)
 
     def subscription(self, channel: str) -> str:
-        return subscription_token(self.secret, self.user_id, channel, ttl=self.ttl,
-                                  now=self.clock())
+        return self._mint(channel)
+
+    def _mint(self, channel: str | None) -> str:
+        now = self.clock()
+        kept = self._minted.get(channel)
+        if kept is not None and 0 <= now - kept[1] < self.ttl * _REUSE_FRACTION:
+            return kept[0]
+        if channel is None:
+            token = connection_token(self.secret, self.user_id, ttl=self.ttl, info=self.info,
+                                     now=now)
+        else:
+            token = subscription_token(self.secret, self.user_id, channel, ttl=self.ttl,
+                                       now=now)
+        self._minted[channel] = (token, now)
+        return token

@@ -135,3 +135,82 @@ async def test_stop_does_not_swallow_its_own_cancellation() -> None:
         with pytest.raises(asyncio.CancelledError):
             await stopper
         await lane.stop()
+
+
+async def test_offer_queues_without_waiting_and_refuses_when_full() -> None:
+    gate = asyncio.Event()
+    handled: list[int] = []
+
+    async def handle(item: int) -> None:
+        await gate.wait()
+        handled.append(item)
+
+    lane: Lane[int] = Lane("bot/offer", handle, maxsize=2)
+    async with asyncio.TaskGroup() as group:
+        lane.start(group)
+        assert lane.offer(1) is True
+        await asyncio.sleep(0.01)  # the worker takes 1 and waits at the gate
+        assert lane.offer(2) is True
+        assert lane.offer(3) is True
+        assert lane.offer(4) is False  # full: nothing queued, the caller must put() and wait
+        assert lane.pending == 2
+        gate.set()
+        assert await lane.drain(2.0) is True
+        await lane.stop()
+    assert handled == [1, 2, 3]
+
+
+async def test_waiting_producers_go_in_turn_and_a_cancelled_one_passes_its_turn() -> None:
+    gate = asyncio.Event()
+    handled: list[int] = []
+
+    async def handle(item: int) -> None:
+        await gate.wait()
+        handled.append(item)
+
+    lane: Lane[int] = Lane("bot/turns", handle, maxsize=1)
+    async with asyncio.TaskGroup() as group:
+        lane.start(group)
+        await lane.put(1)
+        await asyncio.sleep(0.01)  # the worker holds 1 at the gate
+        await lane.put(2)  # fills the lane
+        second = asyncio.create_task(lane.put(3))
+        gone = asyncio.create_task(lane.put(99))
+        third = asyncio.create_task(lane.put(4))
+        await asyncio.sleep(0.01)
+        gone.cancel()  # cancelled while waiting: never queued
+        await asyncio.sleep(0.01)
+        gate.set()
+        async with asyncio.timeout(2):
+            await asyncio.gather(second, third)
+        assert await lane.drain(2.0) is True
+        await lane.stop()
+    assert gone.cancelled()
+    assert handled == [1, 2, 3, 4]
+
+
+async def test_a_producer_cancelled_just_as_room_came_hands_the_room_on() -> None:
+    gate = asyncio.Event()
+    handled: list[int] = []
+
+    async def handle(item: int) -> None:
+        await gate.wait()
+        handled.append(item)
+
+    lane: Lane[int] = Lane("bot/handover", handle, maxsize=1)
+    async with asyncio.TaskGroup() as group:
+        lane.start(group)
+        await lane.put(1)
+        await asyncio.sleep(0.01)
+        await lane.put(2)
+        first = asyncio.create_task(lane.put(3))
+        second = asyncio.create_task(lane.put(4))
+        await asyncio.sleep(0.01)
+        gate.set()
+        await asyncio.sleep(0)  # the worker takes 2 and wakes `first`...
+        first.cancel()  # ...which is cancelled before it runs: `second` gets the room
+        async with asyncio.timeout(2):
+            await second
+        assert await lane.drain(2.0) is True
+        await lane.stop()
+    assert handled == [1, 2, 4]

@@ -11,6 +11,13 @@ Events (publications, joins, leaves, gaps, state changes) go to ``on_event`` whe
 into a bounded queue read with :meth:`RealtimeClient.next_event`. ``on_event`` is awaited by the
 reader, which is how backpressure reaches the socket; it must never wait for a reply of this same
 connection, since only the reader can deliver that reply.
+
+With ``offer_event`` as well (the runtime gives one), the reader never waits for a busy
+consumer while it holds less than ``read_ahead_bytes`` of received messages: ``offer_event``
+takes an event at once or declines, and a declined event (and every one after it, in order)
+waits in a read-ahead buffer that a helper task feeds to ``on_event``. The reader meanwhile
+keeps reading, so the server's pings are answered and its write deadlines met while handlers
+are slow; only past the budget does the socket push back.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import contextlib
 import inspect
 import logging
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +89,9 @@ log = logging.getLogger("botkit.realtime")
 TokenProvider = Callable[[], str | Awaitable[str]]
 SubscriptionTokenProvider = Callable[[str], str | Awaitable[str]]
 EventSink = Callable[[ClientEvent], Awaitable[None]]
+EventOffer = Callable[[ClientEvent], bool]
+
+_JITTER = random.Random()
 
 # Close codes this client uses for its own reasons (the 4000-4499 range reconnects).
 _CLOSE_NORMAL = 1000
@@ -96,8 +107,8 @@ class ClientOptions:
     """Seconds to wait for the reply to any command."""
     ping_grace: float = 10.0
     """Seconds past the server's ping interval before the server is presumed dead."""
-    backoff: Backoff = field(default_factory=lambda: Backoff(base=0.2, cap=20.0))
-    min_reconnect_delay: float = 0.05
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=0.1, cap=20.0))
+    min_reconnect_delay: float = 0.1
     max_incoming_size: int = 16 * 2**20
     event_queue_size: int = 10_000
     """Bound of the built-in event queue used when no ``on_event`` is given."""
@@ -108,6 +119,9 @@ class ClientOptions:
     """Ask for join/leave pushes (the seed's namespace pushes them to everyone anyway)."""
     name: str = "botkit"
     version: str = ""
+    read_ahead_bytes: int = 16 * 2**20
+    """With ``offer_event``: how much of the received messages (their size on the wire) may
+    wait for a busy consumer while the reader keeps reading."""
 
 
 @dataclass(slots=True)
@@ -151,17 +165,27 @@ class RealtimeClient:
     def __init__(self, url: str, token_provider: TokenProvider,
                  subscription_token_provider: SubscriptionTokenProvider | None = None, *,
                  options: ClientOptions | None = None, on_event: EventSink | None = None,
+                 offer_event: EventOffer | None = None,
                  rng: random.Random | None = None) -> None:
         self.url = url
         self.options = options or ClientOptions()
         self._token_provider = token_provider
         self._sub_token_provider = subscription_token_provider
-        self._rng = rng or random.Random()
+        # Jitter needs no stream of its own: one generator for all clients (each of its own
+        # would cost 2.5 KB per connection).
+        self._rng = rng or _JITTER
         self._queue: asyncio.Queue[ClientEvent] | None = None
         if on_event is None:
             self._queue = asyncio.Queue(self.options.event_queue_size)
             on_event = self._queue.put
         self._sink = on_event
+        self._offer = offer_event if self._queue is None else None
+        # The read-ahead (only with offer_event): events the consumer declined, in order, each
+        # with its size on the wire; fed to on_event by the _feeder task while it has any.
+        self._held: deque[tuple[ClientEvent, int]] = deque()
+        self._held_bytes = 0
+        self._feeder: asyncio.Task[None] | None = None
+        self._room: asyncio.Future[None] | None = None
         self._protocol = ClientProtocol(name=self.options.name, version=self.options.version)
         self._wanted: dict[str, _Wanted] = {}
         self._waiters: dict[int, asyncio.Future[ReplyEvent]] = {}
@@ -236,8 +260,9 @@ class RealtimeClient:
         if self._terminal is not None:
             raise self._terminal
 
-    async def aclose(self) -> None:
-        """Close cleanly: a normal close frame, pending commands failed, no task left."""
+    async def aclose(self, *, flush_timeout: float = 5.0) -> None:
+        """Close cleanly: a normal close frame, pending commands failed, no task left. Events
+        still in the read-ahead get up to ``flush_timeout`` seconds to reach ``on_event``."""
         self._closing = True
         ws = self._ws
         if ws is not None:
@@ -251,6 +276,16 @@ class RealtimeClient:
             # wait() rather than awaiting the task: its CancelledError is its own, while one
             # aimed at us still propagates from here.
             await asyncio.wait([task])
+        feeder = self._feeder
+        if feeder is not None:
+            await asyncio.wait([feeder], timeout=flush_timeout)
+            if not feeder.done():
+                log.warning("closing with %d received event(s) not handed over",
+                            len(self._held))
+                feeder.cancel()
+                await asyncio.wait([feeder])
+            self._held.clear()
+            self._held_bytes = 0
         closed = ConnectionClosedError("the realtime client was closed")
         self._fail_waiters(closed)
         for wanted in self._wanted.values():
@@ -268,15 +303,66 @@ class RealtimeClient:
         async with asyncio.timeout(timeout):
             return await self._queue.get()
 
-    async def _emit(self, event: ClientEvent) -> None:
+    async def _emit(self, event: ClientEvent, size: int = 0) -> None:
+        offer = self._offer
+        if offer is None:
+            try:
+                await self._sink(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._sink_failed(event)
+            return
+        if not self._held:
+            try:
+                if offer(event):
+                    return
+            except Exception:
+                self._sink_failed(event)
+                return
+        await self._hold(event, size)
+
+    async def _hold(self, event: ClientEvent, size: int) -> None:
+        """Put ``event`` in the read-ahead; wait only when the read-ahead is over budget."""
+        self._held.append((event, size))
+        self._held_bytes += size
+        if self._feeder is None:
+            self._feeder = asyncio.create_task(self._feed(), name="realtime read-ahead")
+        while self._held_bytes > self.options.read_ahead_bytes and self._held:
+            self._room = asyncio.get_running_loop().create_future()
+            try:
+                await self._room
+            finally:
+                self._room = None
+
+    async def _feed(self) -> None:
+        """Hand the read-ahead to on_event, in order, until it is empty."""
+        held = self._held
         try:
-            await self._sink(event)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # A consumer's bug must not kill the connection; it is logged and counted.
-            log.exception("event handler failed on %s", type(event).__name__)
-            self._protocol.drops["event handler error"] += 1
+            while held:
+                event, size = held[0]
+                try:
+                    await self._sink(event)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self._sink_failed(event)
+                held.popleft()
+                self._held_bytes -= size
+                room = self._room
+                if room is not None and not room.done() and (
+                        self._held_bytes <= self.options.read_ahead_bytes):
+                    room.set_result(None)
+        finally:
+            self._feeder = None
+            room = self._room
+            if room is not None and not room.done():
+                room.set_result(None)
+
+    def _sink_failed(self, event: ClientEvent) -> None:
+        # A consumer's bug must not kill the connection; it is logged and counted.
+        log.exception("event handler failed on %s", type(event).__name__)
+        self._protocol.drops["event handler error"] += 1
 
     # -- subscriptions -----------------------------------------------------------------------
 
@@ -365,7 +451,13 @@ class RealtimeClient:
             self._waiters.pop(command_id, None)
 
     async def _flush(self, ws: ClientConnection) -> None:
-        for message in self._protocol.data_to_send():
+        messages = self._protocol.data_to_send()
+        if messages:
+            await self._send(ws, messages)
+
+    @staticmethod
+    async def _send(ws: ClientConnection, messages: list[str]) -> None:
+        for message in messages:
             try:
                 await ws.send(message)
             except websockets.ConnectionClosed as exc:
@@ -512,18 +604,46 @@ class RealtimeClient:
     async def _read_loop(self, ws: ClientConnection) -> None:
         loop = asyncio.get_running_loop()
         protocol = self._protocol
+        sink = self._sink
+        offer = self._offer
+        recv = ws.recv
         try:
-            async for message in ws:
+            # recv() in a loop rather than "async for": the same messages, and the end (a
+            # closed connection raises ConnectionClosed, caught below), without an async
+            # generator's step per message.
+            while True:
+                message = await recv()
                 self._last_rx = loop.time()
                 if isinstance(message, bytes):
                     protocol.drops["binary message"] += 1
                     continue
                 events = protocol.receive(message)
-                await self._flush(ws)  # the pong, when a ping came
+                outgoing = protocol.data_to_send()
+                if outgoing:
+                    await self._send(ws, outgoing)  # the pong, when a ping came
+                size = len(message)  # counted once per message, with its first publication
                 for event in events:
                     if isinstance(event, Publication):
                         self.publications += 1
-                        await self._emit(event)
+                        # The common cases of _emit, inlined: this runs once per message.
+                        if offer is None:
+                            try:
+                                await sink(event)
+                            except asyncio.CancelledError:
+                                raise
+                            except Exception:
+                                self._sink_failed(event)
+                        elif self._held:
+                            await self._hold(event, size)
+                        else:
+                            try:
+                                taken = offer(event)
+                            except Exception:
+                                self._sink_failed(event)
+                                taken = True
+                            if not taken:
+                                await self._hold(event, size)
+                        size = 0
                     else:
                         await self._dispatch(ws, event)
         except (websockets.ConnectionClosed, ConnectionClosedError):

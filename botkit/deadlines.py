@@ -1,0 +1,87 @@
+"""Handler deadlines that cost a dict insert and delete each, not a timer each.
+
+``asyncio.timeout()`` arms a loop timer per use: a ``TimerHandle`` (holding a copy of the
+context) pushed onto the loop's heap and cancelled microseconds later, when a handler returns
+at once. At tens of thousands of envelopes a second that was the largest single cost of
+dispatching one (about 5 µs of ~30, measured by ``bench/`` S1). Here every handler call
+registers its deadline in an ordered dict, and one timer, armed for the earliest deadline,
+cancels the tasks that overrun theirs and re-arms itself for the next one.
+
+The semantics are those of ``asyncio.timeout()``: an overrun cancels the task, and the scope
+turns that cancellation into :class:`TimeoutError` unless someone else also cancelled the
+task; ``expired`` tells an overrun from a ``TimeoutError`` the handler raised itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+
+__all__ = ["DeadlineScope", "Deadlines"]
+
+
+class DeadlineScope:
+    """One call under a deadline: ``with scope:`` around the awaited call."""
+
+    __slots__ = ("_cancelling", "_owner", "expired", "task", "when")
+
+    def __init__(self, owner: Deadlines, task: asyncio.Task[object], when: float) -> None:
+        self._owner = owner
+        self.task = task
+        self.when = when
+        self.expired = False
+        self._cancelling = 0
+
+    def __enter__(self) -> DeadlineScope:
+        self._cancelling = self.task.cancelling()
+        self._owner._add(self)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._owner._active.pop(self, None)
+        if self.expired and self.task.uncancel() <= self._cancelling and (
+                exc_type is asyncio.CancelledError):
+            # Our cancellation, and nobody else's: the call overran its deadline.
+            raise TimeoutError from exc
+
+
+class Deadlines:
+    """Deadlines of ``seconds`` for calls made from any task of the running loop.
+
+    All scopes have the same length, so the dict of active scopes (insertion-ordered) is also
+    ordered by deadline: the timer looks only at the oldest ones.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._active: dict[DeadlineScope, None] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def scope(self) -> DeadlineScope:
+        """A scope for the current task, its deadline ``seconds`` from now."""
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a deadline scope needs a running task")
+        return DeadlineScope(self, task, task.get_loop().time() + self.seconds)
+
+    def _add(self, scope: DeadlineScope) -> None:
+        self._active[scope] = None
+        # An armed timer is never later than the earliest active deadline (every deadline is
+        # "now + seconds", so a newer scope never needs an earlier timer).
+        if self._timer is None:
+            self._timer = scope.task.get_loop().call_at(scope.when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        now = None
+        for scope in self._active:
+            if scope.expired:
+                continue  # cancelled already; it leaves when its task gets there
+            if now is None:
+                now = scope.task.get_loop().time()
+            if scope.when > now:
+                self._timer = scope.task.get_loop().call_at(scope.when, self._fire)
+                return
+            scope.expired = True
+            scope.task.cancel()

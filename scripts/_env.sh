@@ -25,7 +25,7 @@ STAMP="$VENV/.botkit-installed"
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
   echo "==> installing botkit and its dev tools into $VENV" >&2
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
+  "$VENV/bin/python" -m pip install --quiet -e ".[dev,bench]"
   touch "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from bench.common import BOT_USER, GcPauses, channel, cpu_seconds, now, rss_bytes
+from bench.common import GcPauses, channel, cpu_seconds, now, rss_bytes
 
 CHANNEL = channel("room_bench")
 
@@ -89,17 +89,6 @@ async def botkit_firehose(url: str, api_url: str, count: int, timeout: float,
     yaml_text = bots_yaml(realtime_url=url, api_url=api_url, rooms_per_bot=[["room_bench"]],
                           plugin=None, lane_queue_size=lane_queue_size)
     runtime = runtime_for(yaml_text, "bench-key-not-checked-by-the-replay-server", bot)
-    import os
-    if os.environ.get("BENCH_NOFREEZE"):
-        runtime.freeze_gc = False
-    if os.environ.get("BENCH_NOREADAHEAD"):
-        import botkit.runner as r
-        real = r.RealtimeClient
-
-        def without(*args: Any, **kwargs: Any) -> Any:
-            kwargs.pop("offer_event", None)
-            return real(*args, **kwargs)
-        r.RealtimeClient = without  # type: ignore[misc]
     sampler = _RssSampler()
     task = asyncio.create_task(runtime.run())
     try:
@@ -201,6 +190,5 @@ async def slow_handler(url: str, api_url: str, http_url: str, count: int, timeou
     out = await botkit_firehose(url, api_url, count, timeout, handler_sleep=handler_sleep)
     stats = replay_stats(http_url)
     out.update(wall=time.monotonic() - started, no_pong_closes=stats["no_pong_closes"],
-               max_pong_delay=stats["max_pong_delay"], pings=stats["pings"],
-               bot_user=BOT_USER)
+               max_pong_delay=stats["max_pong_delay"], pings=stats["pings"])
     return out

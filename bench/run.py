@@ -338,7 +338,8 @@ def chart(rows: list[Row], path: Path) -> str:
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(shown) + 1.5))
     labels = [f"{r.id} {r.metric} vs {r.peer} ({'↑' if r.higher_is_better else '↓'})"
               for r in shown]
-    colors = {"met": "#2e7d32", "missed": "#c62828", "info": "#9e9e9e"}
+    colors = {"met": "#2e7d32", "holds": "#2e7d32", "missed": "#c62828", "fails": "#c62828",
+              "info": "#9e9e9e"}
     y = list(range(len(shown)))[::-1]
     ax.barh(y, [r.ratio for r in shown], color=[colors.get(r.status, "#9e9e9e")
                                                for r in shown])
@@ -349,8 +350,13 @@ def chart(rows: list[Row], path: Path) -> str:
     ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize=8)
     ax.axvline(1.0, color="#555", linestyle=":", linewidth=1)
-    ax.set_xlabel("botkit ÷ peer (↑ higher is better, ↓ lower is better; "
-                  "black tick = target; green met, red missed)")
+    # Ratios span from a fraction to hundreds (a saturated latency): a log axis keeps the
+    # ones near 1x, where the targets are, readable.
+    ax.set_xscale("log")
+    marks = [r.ratio for r in shown] + [r.target for r in shown if r.target]
+    ax.set_xlim(min(marks) / 1.5, max(marks) * 3)
+    ax.set_xlabel("botkit ÷ peer, log scale (↑ higher is better, ↓ lower is better)\n"
+                  "black tick = target; green met or holds, red missed, grey no target")
     ax.set_title("botkit against its peers (medians)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

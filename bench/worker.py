@@ -1,8 +1,12 @@
 """One measurement in a fresh process: ``python -m bench.worker module:function '{json kwargs}'``.
 
 The function (a coroutine function of a bench module) runs under asyncio; its result dict is
-printed as one ``BENCH-RESULT {...}`` line. The worker pins itself to the cores in BENCH_CPUS
-and stops itself after BENCH_DEADLINE seconds whatever happens.
+printed as one ``BENCH-RESULT {...}`` line, with the GC's pauses added. The worker pins itself
+to the cores in BENCH_CPUS and stops itself after BENCH_DEADLINE seconds whatever happens.
+
+For looking into a figure: BENCH_PROFILE=path writes a cProfile of the whole worker,
+BENCH_PROFILE_WINDOW=path one of S6's restart window only (one file per process),
+BENCH_LOG=INFO shows botkit's log, BENCH_S6_COUNT=500 gives ``--quick`` S6's full size.
 """
 
 from __future__ import annotations

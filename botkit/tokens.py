@@ -165,7 +165,7 @@ class TokenMinter:
     anew: when a server restarts, hundreds of bots reconnect at once, and signing two JWTs
     each was the largest cost of their return that the peers do not pay (bench/ S6)."""
 
-    secret: str
+    secret: str = field(repr=False)  # never in a log line or a traceback's locals repr
     user_id: str
     ttl: float = DEFAULT_TOKEN_TTL
     info: Mapping[str, Any] | None = None

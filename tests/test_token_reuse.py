@@ -52,3 +52,9 @@ def test_the_remembered_tokens_stay_out_of_repr_and_equality() -> None:
     assert a == b
     assert hash(a) == hash(b)
     assert "_minted" not in repr(a)
+
+
+def test_minter_repr_never_shows_the_secret() -> None:
+    minter = TokenMinter("a-very-secret-key-" + "x" * 32, "user_1")
+    assert "a-very-secret-key" not in repr(minter)
+    assert "user_1" in repr(minter)

@@ -24,14 +24,17 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from botkit.exceptions import LocalServerError
 
 __all__ = [
+    "API_PREFIX",
     "CENTRIFUGO_MODULE",
     "CENTRIFUGO_VERSION",
+    "WS_PATH",
     "LocalCentrifugo",
+    "LocalProcess",
     "ServerSettings",
     "centrifugo_config",
     "ensure_centrifugo",
@@ -186,25 +189,28 @@ def centrifugo_config(settings: ServerSettings) -> dict[str, Any]:
     }
 
 
-class LocalCentrifugo:
-    """One Centrifugo process on loopback. ``start()`` returns once ``/health`` answers."""
+class LocalProcess:
+    """A local server process on loopback, stopped by its pid: what LocalCentrifugo and the
+    hub's LocalHub share. Subclasses say how to ``start()`` and where the server listens."""
 
-    def __init__(self, settings: ServerSettings | None = None, *,
-                 workdir: Path | None = None) -> None:
-        self.settings = settings or ServerSettings()
+    _what = "the server"
+
+    def __init__(self, port: int, api_key: str, *, workdir: Path | None, prefix: str,
+                 log_name: str) -> None:
+        self._port = port
+        self._api_key = api_key
         self._own_workdir = workdir is None
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="botkit-centrifugo-"))
-        self.config_path = self.workdir / "config.json"
-        self.log_path = self.workdir / "centrifugo.log"
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix=prefix))
+        self.log_path = self.workdir / log_name
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def port(self) -> int:
-        return self.settings.port
+        return self._port
 
     @property
     def api_key(self) -> str:
-        return self.settings.api_key
+        return self._api_key
 
     @property
     def ws_url(self) -> str:
@@ -218,17 +224,18 @@ class LocalCentrifugo:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    def _running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def start(self, *, timeout: float = 30.0) -> None:
-        if self._process is not None and self._process.poll() is None:
-            return
-        binary = ensure_centrifugo()
+        raise NotImplementedError
+
+    def _launch(self, command: list[str], *, env: dict[str, str] | None = None,
+                timeout: float) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(json.dumps(centrifugo_config(self.settings), indent=2))
-        os.chmod(self.config_path, 0o600)  # it holds this run's secrets
         with self.log_path.open("ab") as log_file:
             self._process = subprocess.Popen(
-                [str(binary), "--config", str(self.config_path)],
-                stdout=log_file, stderr=subprocess.STDOUT, cwd=self.workdir,
+                command, stdout=log_file, stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
                 start_new_session=True)
         self._wait_healthy(timeout)
 
@@ -237,8 +244,8 @@ class LocalCentrifugo:
         url = f"http://127.0.0.1:{self.port}/health"
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
-                raise LocalServerError(
-                    f"Centrifugo exited with code {self._process.returncode}:\n{self.log_tail()}")
+                raise LocalServerError(f"{self._what} exited with code "
+                                       f"{self._process.returncode}:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(url, timeout=1.0) as response:
                     if response.status == 200:
@@ -248,7 +255,7 @@ class LocalCentrifugo:
             time.sleep(0.05)
         self.stop()
         raise LocalServerError(
-            f"Centrifugo did not answer {url} within {timeout:.0f}s:\n{self.log_tail()}")
+            f"{self._what} did not answer {url} within {timeout:.0f}s:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -271,7 +278,7 @@ class LocalCentrifugo:
             process.wait(timeout=timeout)
 
     def restart(self, *, kill: bool = True) -> None:
-        """Stop (killed by default: memory engine, so history and epochs are gone) and start
+        """Stop (killed by default: in-memory history, epochs and presence are gone) and start
         again on the same port with the same secrets."""
         self.stop(kill=kill)
         self.start()
@@ -281,9 +288,31 @@ class LocalCentrifugo:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> LocalCentrifugo:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class LocalCentrifugo(LocalProcess):
+    """One Centrifugo process on loopback. ``start()`` returns once ``/health`` answers."""
+
+    _what = "Centrifugo"
+
+    def __init__(self, settings: ServerSettings | None = None, *,
+                 workdir: Path | None = None) -> None:
+        self.settings = settings or ServerSettings()
+        super().__init__(self.settings.port, self.settings.api_key, workdir=workdir,
+                         prefix="botkit-centrifugo-", log_name="centrifugo.log")
+        self.config_path = self.workdir / "config.json"
+
+    def start(self, *, timeout: float = 30.0) -> None:
+        if self._running():
+            return
+        binary = ensure_centrifugo()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(json.dumps(centrifugo_config(self.settings), indent=2))
+        os.chmod(self.config_path, 0o600)  # it holds this run's secrets
+        self._launch([str(binary), "--config", str(self.config_path)], timeout=timeout)

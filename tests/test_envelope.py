@@ -434,11 +434,14 @@ def test_fuzz_hostile_json_text() -> None:
                 mutated[position] = rng.choice(b'{}[]",:\\0 9aeZ\xff')
         samples.append(bytes(mutated))
         samples.append(bytes(rng.randrange(256) for _ in range(rng.randrange(0, 64))))
+    kinds: set[str] = set()
     for sample in samples:
-        _outcome(sample)
+        kinds.add(_outcome(sample)[0])
         if isinstance(sample, bytes):
             with contextlib.suppress(UnicodeDecodeError):
                 _outcome(sample.decode())
+    # Mutations of a valid envelope must both survive (whitespace) and break (syntax).
+    assert kinds == {"ok", "error"}
 
 
 def test_fuzz_other_python_values() -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import re
-import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
+
+from botkit.localserver import ServerSettings
 
 __all__ = ["API_KEY_ENV", "HubConfig", "HubSettings", "parse_duration"]
 
@@ -61,18 +62,9 @@ class HubConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class HubSettings:
-    port: int = 3001
-    api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    ping_interval: str = "25s"
-    pong_timeout: str = "8s"
-    history_size: int = 100
-    history_ttl: str = "300s"
-    expired_close_delay: str = "25s"
-    expired_sub_close_delay: str = "25s"
-    presence_update_interval: str = "27s"
-    allowed_origins: tuple[str, ...] = ()
-    log_level: str = "info"
+class HubSettings(ServerSettings):
+    """The knobs of the local Centrifugo (same names, same defaults), and more."""
+
     # Beyond ServerSettings: Centrifugo's defaults, named as in its config.
     host: str = "127.0.0.1"
     stale_close_delay: str = "10s"

@@ -111,7 +111,7 @@ def bots_yaml(*, realtime_url: str, api_url: str, rooms_per_bot: Sequence[Sequen
 def runtime_for(yaml_text: str, api_key: str, bot: Any = None) -> Any:
     """A botkit Runtime for ``yaml_text``; every bot runs ``bot`` when given."""
     from botkit.config import parse_config
-    from botkit.runtime import Runtime, load_bot
+    from botkit.runtime.supervisor import Runtime, load_bot
 
     config = parse_config(yaml_text, source="bench-bots.yaml", environ={"BENCH_KEY": api_key})
     loaded = [load_bot(config, bc, bot=bot) for bc in config.enabled_bots()]

@@ -111,7 +111,7 @@ async def _measure(rss0: int, count: int, window: float) -> dict[str, Any]:
 async def botkit_idle(ws_url: str, api_url: str, api_key: str, project: str, count: int,
                       window: float, restart: bool = False,
                       deadline: float = 120.0) -> dict[str, Any]:
-    import botkit.runtime  # noqa: F401  (imported before the baseline, like the peers')
+    import botkit.runtime.supervisor  # noqa: F401  (imported before the baseline, like the peers')
     from bench.common import bots_yaml, runtime_for
     from botkit import Bot
     from botkit.realtime import ConnectionState

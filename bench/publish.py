@@ -27,7 +27,7 @@ def _bodies(project: str, room: str, start: int, count: int, prefix: str) -> lis
 
 async def botkit_sequential(api_url: str, api_key: str, project: str, room: str,
                             count: int) -> dict[str, Any]:
-    from botkit.api import ServerApi
+    from botkit.serverapi.client import ServerApi
 
     async with ServerApi(api_url, api_key) as api:
         for chan, data, key in _bodies(project, room, 0, WARMUP, "warm"):
@@ -70,7 +70,7 @@ async def httpx_sequential(api_url: str, api_key: str, project: str, room: str,
 
 async def botkit_bursts(api_url: str, api_key: str, project: str, room: str, count: int,
                         burst: int) -> dict[str, Any]:
-    from botkit.api import ServerApi
+    from botkit.serverapi.client import ServerApi
 
     async with ServerApi(api_url, api_key) as api:
         for chan, data, key in _bodies(project, room, 0, WARMUP, "warm"):

@@ -212,7 +212,7 @@ class Bench:
 
     def centrifugo(self) -> Any:
         if self._centrifugo is None:
-            from botkit.localserver import LocalCentrifugo, ServerSettings, free_port
+            from botkit.dev.localserver import LocalCentrifugo, ServerSettings, free_port
 
             server = LocalCentrifugo(ServerSettings(port=free_port(), log_level="error"))
             self._start_pinned(server.start)
@@ -243,7 +243,7 @@ class Bench:
     @contextlib.contextmanager
     def replay(self, count: int, *, ping: float = 25.0, pong_timeout: float = 8.0,
                batch: int = 1) -> Iterator[tuple[str, str]]:
-        from botkit.localserver import free_port
+        from botkit.dev.localserver import free_port
 
         port = free_port()
         command = [sys.executable, "-m", "bench.replay", "--port", str(port), "--count",

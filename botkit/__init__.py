@@ -12,7 +12,7 @@ from botkit.envelope import (
     UserLeft,
     register_envelope,
 )
-from botkit.exceptions import (
+from botkit.errors import (
     ApiAuthError,
     ApiError,
     ApiReplyError,

@@ -1,5 +1,5 @@
 """``python -m botkit`` is the ``botkit`` command."""
 
-from botkit.cli import run_main
+from botkit.cli.main import run_main
 
 run_main()

@@ -28,7 +28,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import BaseModel
 
 from botkit.envelope import ChatMessage, Envelope
-from botkit.exceptions import PluginError
+from botkit.errors import PluginError
+from botkit.jobs.scheduler import ScheduleSpec
 from botkit.routing import (
     ArgumentError,
     CommandLine,
@@ -36,7 +37,6 @@ from botkit.routing import (
     parse_command_line,
     read_signature,
 )
-from botkit.scheduler import ScheduleSpec
 
 if TYPE_CHECKING:
     from botkit.context import Context

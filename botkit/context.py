@@ -23,14 +23,14 @@ from botkit.envelope import (
     envelope_to_dict,
     parse_envelope,
 )
-from botkit.exceptions import BotkitError, EnvelopeError, InvalidChannelError
+from botkit.errors import BotkitError, EnvelopeError, InvalidChannelError
 from botkit.protocol.types import ClientInfo, HistoryResult
 from botkit.tokens import chat_channel
 
 if TYPE_CHECKING:
     from botkit.bot import Bot
-    from botkit.scheduler import JobHost, ScheduledJob, ScheduleSpec
-    from botkit.state import BotState
+    from botkit.jobs.scheduler import JobHost, ScheduledJob, ScheduleSpec
+    from botkit.state.store import BotState
 
 __all__ = ["BotServices", "Context", "JobScheduler", "Publisher", "wall_clock"]
 
@@ -41,7 +41,7 @@ def wall_clock() -> datetime:
 
 
 class Publisher(Protocol):
-    """What a context needs of the server API (``botkit.api.ServerApi`` provides it)."""
+    """What a context needs of the server API (``botkit.serverapi.ServerApi`` provides it)."""
 
     async def publish(self, channel: str, data: Any, *, idempotency_key: str | None = None,
                       tags: Mapping[str, str] | None = None,
@@ -54,7 +54,7 @@ class Publisher(Protocol):
 
 
 class JobScheduler(Protocol):
-    """What a bot needs of a scheduler: ``botkit.scheduler.BotScheduler`` in the runtime, the
+    """What a bot needs of a scheduler: ``botkit.jobs.scheduler.BotScheduler`` in the runtime, the
     virtual clock of ``botkit.testing`` in tests. ``host`` is the bot's name."""
 
     def add_host(self, host: JobHost, specs: list[ScheduleSpec]) -> None: ...

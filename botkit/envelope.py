@@ -35,7 +35,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails, PydanticCustomError, from_json
 
-from botkit.exceptions import EnvelopeError
+from botkit.errors import EnvelopeError
 from botkit.ulid import new_ulid
 
 __all__ = [

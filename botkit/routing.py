@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from botkit.envelope import Envelope
-from botkit.exceptions import PluginError
+from botkit.errors import PluginError
 
 __all__ = [
     "ArgumentError",

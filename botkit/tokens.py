@@ -17,7 +17,7 @@ from typing import Any
 
 import jwt
 
-from botkit.exceptions import InvalidChannelError, TokenError
+from botkit.errors import InvalidChannelError, TokenError
 
 __all__ = [
     "DEFAULT_TOKEN_TTL",

@@ -14,7 +14,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-from botkit.exceptions import EnvelopeError
+from botkit.errors import EnvelopeError
 
 __all__ = ["ULID_LENGTH", "is_ulid", "new_ulid", "ulid_timestamp"]
 

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from botkit.exceptions import LocalServerError
-from botkit.hub import HubSettings, LocalHub
-from botkit.localserver import LocalCentrifugo, ServerSettings, free_port
+from botkit.dev.hub import HubSettings, LocalHub
+from botkit.dev.localserver import LocalCentrifugo, ServerSettings, free_port
+from botkit.errors import LocalServerError
 
 IN_CI = bool(os.environ.get("CI"))
 SERVER_KINDS = ("centrifugo", "hub")

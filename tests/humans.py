@@ -9,8 +9,8 @@ from typing import Any
 
 import centrifuge
 
+from botkit.dev.localserver import LocalCentrifugo
 from botkit.envelope import chat_message, envelope_to_dict
-from botkit.localserver import LocalCentrifugo
 from botkit.tokens import TokenMinter, chat_channel
 
 

@@ -9,8 +9,8 @@ import textwrap
 from collections.abc import AsyncIterator
 
 from botkit.config import parse_config
-from botkit.localserver import LocalCentrifugo
-from botkit.runtime import Runtime, load_bots
+from botkit.dev.localserver import LocalCentrifugo
+from botkit.runtime.supervisor import Runtime, load_bots
 
 
 def bots_yaml(server: LocalCentrifugo, bots: str, *, project_id: str,

@@ -27,7 +27,7 @@ import bots
 from botkit import Context
 from botkit.context import BotServices
 from botkit.envelope import utc_now
-from botkit.scheduler import BotScheduler
+from botkit.jobs.scheduler import BotScheduler
 from botkit.ulid import new_ulid
 
 NAME = "announcer"

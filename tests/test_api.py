@@ -12,17 +12,17 @@ from typing import Any
 import httpx
 import pytest
 
-from botkit.api import PublishResult, ServerApi
-from botkit.exceptions import (
+from botkit.dev.localserver import LocalCentrifugo, free_port
+from botkit.errors import (
     ApiAuthError,
     ApiError,
     ApiReplyError,
     ApiRequestError,
     ApiUnavailableError,
 )
-from botkit.localserver import LocalCentrifugo, free_port
 from botkit.protocol.backoff import Backoff
 from botkit.protocol.types import PresenceStats, StreamPosition
+from botkit.serverapi.client import PublishResult, ServerApi
 from tests.support.http_fault import FaultProxy
 
 pytestmark = pytest.mark.server

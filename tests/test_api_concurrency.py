@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from botkit.api import _MAX_DIRECT_CALLS, _MAX_PRESENCE_BATCH, ServerApi
-from botkit.exceptions import ApiError, ApiReplyError, ApiUnavailableError
+from botkit.errors import ApiError, ApiReplyError, ApiUnavailableError
+from botkit.serverapi.client import _MAX_DIRECT_CALLS, _MAX_PRESENCE_BATCH, ServerApi
 
 
 class _Server:

@@ -28,7 +28,7 @@ from botkit import (
 from botkit.bot import Invocation, RouteKind
 from botkit.context import BotServices
 from botkit.envelope import chat_message, envelope_to_dict, utc_now
-from botkit.exceptions import BotkitError
+from botkit.errors import BotkitError
 from botkit.protocol.types import ClientInfo, HistoryResult, Publication, StreamPosition
 from botkit.tokens import chat_channel
 from botkit.ulid import is_ulid

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from botkit.hub.backend import user_id_for_name
+from botkit.dev.hub.backend import user_id_for_name
 from tests.support.dev import ROOT, dev_process, dev_yaml
 
 if TYPE_CHECKING:

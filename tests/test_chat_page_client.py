@@ -1,4 +1,4 @@
-"""The chat page's protocol client (``botkit/hub/static/chat.js``) against the real server.
+"""The chat page's protocol client (``botkit/dev/hub/static/chat.js``) against the real server.
 
 The page's WebSocket logic lives in a DOM-free ``ChatClient``; Node runs it (with the ``ws``
 package as its WebSocket) through ``tests/js/chat_page.mjs``, while uvicorn serves the dev
@@ -20,14 +20,14 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from botkit.api import ServerApi
 from botkit.config import DevConfig
-from botkit.hub.backend import SEND_PATH, DevSettings, backend_routes
-from botkit.localserver import LocalCentrifugo, free_port
+from botkit.dev.hub.backend import SEND_PATH, DevSettings, backend_routes
+from botkit.dev.localserver import LocalCentrifugo, free_port
+from botkit.serverapi.client import ServerApi
 from tests.support.node import JS_DIR, NodeScript, ensure_node_modules
 from tests.support.tcp_proxy import TcpProxy
 
-CHAT_JS = Path(__file__).resolve().parent.parent / "botkit" / "hub" / "static" / "chat.js"
+CHAT_JS = Path(__file__).resolve().parent.parent / "botkit" / "dev" / "hub" / "static" / "chat.js"
 DRIVER = JS_DIR / "chat_page.mjs"
 PROJECT = "proj_page"
 

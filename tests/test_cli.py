@@ -12,7 +12,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from botkit.localserver import LocalCentrifugo
+from botkit.dev.localserver import LocalCentrifugo
 from tests.humans import human
 from tests.runtime_support import bots_yaml, new_project
 

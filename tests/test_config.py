@@ -34,7 +34,7 @@ from botkit.config import (
     parse_duration,
     validate_settings,
 )
-from botkit.exceptions import ConfigError
+from botkit.errors import ConfigError
 from botkit.tokens import DEFAULT_TOKEN_TTL
 
 DATA = Path(__file__).parent / "data" / "config"

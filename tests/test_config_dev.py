@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 import botkit.config
 from botkit.config import BotsConfig, DevConfig, RateLimitConfig, parse_config
-from botkit.exceptions import ConfigError
+from botkit.errors import ConfigError
 
 ENV = {"XSHATHRA_SERVER_API_KEY": "s3cr3t-Value-123"}
 

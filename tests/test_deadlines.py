@@ -1,4 +1,4 @@
-"""botkit.deadlines: handler deadlines with one timer, with asyncio.timeout()'s semantics."""
+"""Handler deadlines with one timer, with asyncio.timeout()'s semantics."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 
-from botkit.deadlines import Deadlines
+from botkit.runtime.deadlines import Deadlines
 
 
 async def test_a_call_within_its_deadline_is_untouched() -> None:

@@ -19,7 +19,7 @@ import pytest
 import websockets
 from websockets.typing import Origin
 
-from botkit.api import ServerApi
+from botkit.serverapi.client import ServerApi
 from botkit.tokens import chat_channel
 from tests.support.dev import ROOT, dev_process, dev_yaml
 
@@ -93,7 +93,7 @@ async def test_dev_serves_page_backend_hub_and_bots(tmp_path: Path) -> None:
 
         assert await dev.stop(signal.SIGTERM) == 0
         log = dev.log()
-        assert "botkit.cli: stopped" in log
+        assert "botkit.cli.main: stopped" in log
         assert KEY not in log
         assert "Traceback" not in log
 

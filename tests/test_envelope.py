@@ -28,7 +28,7 @@ from botkit.envelope import (
     register_envelope,
     utc_now,
 )
-from botkit.exceptions import EnvelopeError
+from botkit.errors import EnvelopeError
 from botkit.ulid import is_ulid, ulid_timestamp
 
 SEED: dict[str, Any] = {

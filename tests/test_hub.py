@@ -23,8 +23,8 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from botkit.hub import HubSettings, LocalHub
-from botkit.localserver import free_port
+from botkit.dev.hub import HubSettings, LocalHub
+from botkit.dev.localserver import free_port
 from tests.conftest import Server
 
 pytestmark = pytest.mark.server

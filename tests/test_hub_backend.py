@@ -18,11 +18,8 @@ import jwt
 import pytest
 from starlette.applications import Starlette
 
-from botkit.api import PublishResult, ServerApi
 from botkit.config import DevConfig, parse_config
-from botkit.envelope import ChatMessage, parse_envelope
-from botkit.exceptions import ApiUnavailableError
-from botkit.hub.backend import (
+from botkit.dev.hub.backend import (
     SEND_PATH,
     TOKEN_PATH,
     DevSettings,
@@ -31,9 +28,12 @@ from botkit.hub.backend import (
     backend_routes,
     user_id_for_name,
 )
-from botkit.localserver import LocalCentrifugo
+from botkit.dev.localserver import LocalCentrifugo
+from botkit.envelope import ChatMessage, parse_envelope
+from botkit.errors import ApiUnavailableError
 from botkit.protocol import Publication
 from botkit.realtime import RealtimeClient
+from botkit.serverapi.client import PublishResult, ServerApi
 from botkit.tokens import connection_token, subscription_token
 from botkit.ulid import is_ulid
 

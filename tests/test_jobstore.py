@@ -17,8 +17,8 @@ from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from botkit.exceptions import StateError
-from botkit.jobstore import SQLiteJobStore
+from botkit.errors import StateError
+from botkit.jobs.store import SQLiteJobStore
 
 BASE = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 """Whole seconds: the due-time column is a float timestamp, exact for these."""

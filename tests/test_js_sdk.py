@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from botkit.api import ServerApi
-from botkit.localserver import LocalCentrifugo
+from botkit.dev.localserver import LocalCentrifugo
+from botkit.serverapi.client import ServerApi
 from botkit.tokens import TokenMinter, chat_channel
 from tests.support.node import JS_DIR, NodeScript, ensure_node_modules
 from tests.support.tcp_proxy import TcpProxy

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from botkit.lanes import Lane
+from botkit.runtime.lanes import Lane
 
 
 async def test_items_are_handled_one_at_a_time_in_order() -> None:

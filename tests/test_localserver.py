@@ -3,7 +3,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from botkit.localserver import LocalCentrifugo, ServerSettings, centrifugo_config
+from botkit.dev.localserver import LocalCentrifugo, ServerSettings, centrifugo_config
 
 
 def test_config_locks_down_chat_namespace() -> None:

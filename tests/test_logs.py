@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from botkit import Bot
+from botkit.cli.logs import JsonFormatter, configure_logging
 from botkit.context import BotServices, Context
 from botkit.envelope import chat_message
-from botkit.logs import JsonFormatter, configure_logging
 
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 

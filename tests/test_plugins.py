@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from botkit import Bot, PluginError
-from botkit.plugins import ENTRY_POINT_GROUP, load_plugin
+from botkit.runtime.plugins import ENTRY_POINT_GROUP, load_plugin
 from tests.plugins import chatty, named_bot, other_name
 
 

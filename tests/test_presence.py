@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from botkit.presence import RoomPresence
 from botkit.protocol.types import ClientInfo
+from botkit.runtime.presence import RoomPresence
 
 
 def conn(user: str, client: str) -> ClientInfo:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 import botkit
-from botkit.exceptions import BotkitError
+from botkit.errors import BotkitError
 
 PUBLIC = [
     "ApiAuthError",
@@ -59,7 +59,7 @@ def test_public_names_come_from_their_modules() -> None:
 
     assert (botkit.Bot, botkit.UsageError, botkit.Context) == (Bot, UsageError, Context)
     assert botkit.register_envelope is register_envelope
-    exceptions = importlib.import_module("botkit.exceptions")
+    exceptions = importlib.import_module("botkit.errors")
     exported = [name for name in PUBLIC if name.endswith("Error") and name != "UsageError"]
     assert len(exported) == 19
     for name in exported:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from botkit.localserver import LocalCentrifugo
+from botkit.dev.localserver import LocalCentrifugo
 from botkit.protocol import Publication
 from botkit.realtime import ClientEvent, ClientOptions, RealtimeClient
 from botkit.tokens import TokenMinter, chat_channel

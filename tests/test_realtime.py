@@ -8,8 +8,8 @@ import secrets
 import httpx
 import pytest
 
-from botkit.exceptions import SubscriptionError, TerminalDisconnectError
-from botkit.localserver import LocalCentrifugo
+from botkit.dev.localserver import LocalCentrifugo
+from botkit.errors import SubscriptionError, TerminalDisconnectError
 from botkit.protocol import Backoff, Joined, Publication, StreamGap
 from botkit.realtime import (
     ClientOptions,

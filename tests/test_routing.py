@@ -11,7 +11,7 @@ import pytest
 
 from botkit import ChatMessage, Context, Envelope, UserJoined
 from botkit.envelope import chat_message
-from botkit.exceptions import PluginError
+from botkit.errors import PluginError
 from botkit.routing import (
     ArgumentError,
     CommandLine,

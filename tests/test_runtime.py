@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from botkit.localserver import LocalCentrifugo
+from botkit.dev.localserver import LocalCentrifugo
 from botkit.realtime import ConnectionState
 from tests.humans import human
 from tests.plugins import flaky

@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from botkit.config import parse_config
+from botkit.dev.localserver import LocalCentrifugo
 from botkit.envelope import utc_now
-from botkit.exceptions import ConfigError
-from botkit.localserver import LocalCentrifugo
-from botkit.runtime import load_bots
+from botkit.errors import ConfigError
+from botkit.runtime.supervisor import load_bots
 from botkit.tokens import chat_channel
 from botkit.ulid import new_ulid
 from tests.humans import Human, human

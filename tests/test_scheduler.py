@@ -21,9 +21,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from botkit import Bot, Context
 from botkit.config import parse_config
 from botkit.context import BotServices
-from botkit.exceptions import BotkitError, PluginError, StateError
-from botkit.runner import LoadedBot, static_schedules
-from botkit.scheduler import BotScheduler, ScheduledJob, ScheduleSpec
+from botkit.errors import BotkitError, PluginError, StateError
+from botkit.jobs.scheduler import BotScheduler, ScheduledJob, ScheduleSpec
+from botkit.runtime.runner import LoadedBot, static_schedules
 
 HOST = "bot"
 TARGET = f"{__name__}:remind"
@@ -291,7 +291,7 @@ async def test_a_job_of_a_bot_that_is_not_running_is_skipped(
         scheduler: BotScheduler, caplog: pytest.LogCaptureFixture) -> None:
     host = RecordingHost()
     started_with(scheduler, host)
-    with caplog.at_level(logging.WARNING, logger="botkit.scheduler"):
+    with caplog.at_level(logging.WARNING, logger="botkit.jobs.scheduler"):
         scheduler.schedule("ghost", remind, delay=0.05, id="boo")
         scheduler.schedule(HOST, remind, delay=0.1, id="mine")
         await until(lambda: len(host.fires) == 1)
@@ -309,7 +309,7 @@ async def test_a_job_later_than_the_grace_is_missed_not_run(
         make_scheduler: Callable[..., BotScheduler], caplog: pytest.LogCaptureFixture) -> None:
     scheduler = make_scheduler(misfire_grace=2)
     host = RecordingHost()
-    with caplog.at_level(logging.WARNING, logger="botkit.scheduler"):
+    with caplog.at_level(logging.WARNING, logger="botkit.jobs.scheduler"):
         started_with(scheduler, host)
         scheduler.schedule(HOST, remind, at=datetime.now(UTC) - timedelta(seconds=30), id="old")
         await until(lambda: scheduler.missed == 1)
@@ -395,7 +395,7 @@ async def test_shutdown_cancels_a_fire_over_the_grace(
     scheduler.schedule(HOST, remind, delay=0)
     await asyncio.wait_for(host.started.wait(), 5)
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="botkit.scheduler"):
+    with caplog.at_level(logging.WARNING, logger="botkit.jobs.scheduler"):
         await scheduler.shutdown(0.2)
     assert 0.15 <= time.monotonic() - started < 5
     assert (host.finished, host.cancelled) == (0, 1)

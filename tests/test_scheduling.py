@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from botkit.dev.localserver import LocalCentrifugo
 from botkit.envelope import format_timestamp
-from botkit.localserver import LocalCentrifugo
 from botkit.tokens import chat_channel
 from botkit.ulid import new_ulid
 from tests.humans import Human, human

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from botkit.config import StateConfig, parse_config
-from botkit.exceptions import BotkitError, StateError
-from botkit.state import (
+from botkit.errors import BotkitError, StateError
+from botkit.state.store import (
     MAX_KEY_LENGTH,
     BotState,
     MemoryStateStore,

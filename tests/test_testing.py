@@ -14,9 +14,9 @@ import pytest
 
 from botkit import Bot, Context, UserJoined
 from botkit.envelope import chat_message
-from botkit.exceptions import BotkitError, ConfigError
-from botkit.pytest_plugin import HarnessFactory, _harnesses
+from botkit.errors import BotkitError, ConfigError
 from botkit.testing import BotHarness
+from botkit.testing.pytest_plugin import HarnessFactory, _harnesses
 from tests.plugins import features, lifecycle
 
 NOON = datetime(2026, 3, 24, 12, 0, tzinfo=UTC)

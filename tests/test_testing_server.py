@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from botkit.core import BotStats
-from botkit.localserver import LocalCentrifugo
+from botkit.dev.localserver import LocalCentrifugo
+from botkit.runtime.core import BotStats
 from botkit.testing import BotHarness
 from tests.humans import human
 from tests.runtime_support import bots_yaml, new_project, running

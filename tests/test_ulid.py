@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 import botkit.ulid as ulid_module
-from botkit.exceptions import EnvelopeError
+from botkit.errors import EnvelopeError
 from botkit.ulid import ULID_LENGTH, is_ulid, new_ulid, ulid_timestamp
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

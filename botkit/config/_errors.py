@@ -18,7 +18,7 @@ from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from botkit.config._schema import Resolved, is_secret, resolve
 from botkit.config._source import Loc, SourceMap, combine_errors
-from botkit.exceptions import ConfigError
+from botkit.errors import ConfigError
 
 __all__ = ["describe", "located", "translate", "without_inputs"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from botkit.config._source import Loc, SourceMap
-from botkit.exceptions import ConfigError
+from botkit.errors import ConfigError
 
 __all__ = ["Expander"]
 

@@ -14,7 +14,7 @@ from botkit.config._errors import describe, translate, without_inputs
 from botkit.config._expand import Expander
 from botkit.config._models import BotConfig, BotsConfig
 from botkit.config._source import combine_errors, read_yaml
-from botkit.exceptions import ConfigError
+from botkit.errors import ConfigError
 
 __all__ = ["load_config", "parse_config", "validate_settings"]
 

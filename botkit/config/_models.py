@@ -35,7 +35,7 @@ from botkit.config._dev import DevConfig
 from botkit.config._errors import describe, located
 from botkit.config._schedules import ScheduleConfig
 from botkit.config._source import SourceMap
-from botkit.exceptions import InvalidChannelError
+from botkit.errors import InvalidChannelError
 from botkit.tokens import DEFAULT_TOKEN_TTL, chat_channel, validate_channel, validate_room_id
 
 __all__ = [

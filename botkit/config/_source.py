@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from yaml.reader import ReaderError
 
-from botkit.exceptions import ConfigError
+from botkit.errors import ConfigError
 
 __all__ = ["Loc", "SourceMap", "combine_errors", "format_loc", "read_yaml"]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic_core import from_json as _fast_loads
 
-from botkit.exceptions import ConnectionClosedError, ProtocolError
+from botkit.errors import ConnectionClosedError, ProtocolError
 from botkit.protocol.codes import UnsubscribeAction, unsubscribe_action
 from botkit.protocol.events import (
     Connected,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from botkit.exceptions import ProtocolError
+from botkit.errors import ProtocolError
 from botkit.protocol.types import (
     ClientInfo,
     HistoryResult,

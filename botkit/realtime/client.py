@@ -5,7 +5,7 @@
 (each with its own subscription token), answers pings, notices a dead server, reconnects with
 full-jitter backoff, resubscribes with recovery so that missed publications arrive in order and
 exactly once, reports a gap it cannot recover, and refreshes tokens before they expire. Codes
-that forbid reconnecting end it with :class:`~botkit.exceptions.TerminalDisconnectError`.
+that forbid reconnecting end it with :class:`~botkit.errors.TerminalDisconnectError`.
 
 Events (publications, joins, leaves, gaps, state changes) go to ``on_event`` when given, else
 into a bounded queue read with :meth:`RealtimeClient.next_event`. ``on_event`` is awaited by the
@@ -35,7 +35,7 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from botkit.exceptions import (
+from botkit.errors import (
     BotkitError,
     ConnectionClosedError,
     ProtocolError,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from botkit.exceptions import BotkitError
+from botkit.errors import BotkitError
 from botkit.protocol.events import Joined, Left, StreamGap
 from botkit.protocol.types import Publication
 

@@ -10,7 +10,7 @@
 
 :class:`BotHarness` runs the runtime's own handling of envelopes, presence and jobs on an
 in-memory server, a memory state store and a virtual clock. With pytest, the ``bot_harness``
-fixture (``botkit.pytest_plugin``, installed with botkit) makes and closes harnesses.
+fixture (``botkit.testing.pytest_plugin``, installed with botkit) makes and closes harnesses.
 See docs/testing.md.
 """
 

@@ -1,6 +1,6 @@
 """A virtual clock that is also the bot's scheduler: jobs fire when a test moves time forward.
 
-It serves what the runtime's :class:`~botkit.scheduler.BotScheduler` serves (``ctx.schedule``,
+It serves what the runtime's :class:`~botkit.jobs.scheduler.BotScheduler` serves (``ctx.schedule``,
 ``ctx.cancel``, ``ctx.jobs``, static jobs), with the same checks (:func:`plan_job`), and computes
 fire times with APScheduler's own triggers. Moving the clock runs every fire due on the way, in
 time order, through the bot's ``run_job`` with the fire's scheduled time — as the runtime's
@@ -19,7 +19,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from botkit.scheduler import (
+from botkit.jobs.scheduler import (
     STATIC,
     JobHost,
     ScheduledJob,

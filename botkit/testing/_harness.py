@@ -1,6 +1,6 @@
 """``BotHarness``: one bot, driven by a test as the runtime drives it, without a server.
 
-What a test sends goes to the runtime's own :class:`~botkit.core.BotCore` — envelope
+What a test sends goes to the runtime's own :class:`~botkit.runtime.core.BotCore` — envelope
 validation, spoof/own/bot drops, presence tracking, routing, argument conversion, middleware,
 timeouts and error isolation — and what the bot publishes is recorded by an in-memory server.
 Everything runs to completion before the call returns: no network, no sleeping, no waiting for
@@ -21,14 +21,14 @@ from pydantic import BaseModel, ValidationError
 
 from botkit.bot import Bot
 from botkit.config import BotConfig, BotsConfig, load_config
-from botkit.core import BotCore, BotStats, LoadedBot, static_schedules
 from botkit.envelope import Envelope, chat_message, envelope_to_dict, format_timestamp
-from botkit.exceptions import BotkitError, ConfigError
-from botkit.plugins import load_plugin
+from botkit.errors import BotkitError, ConfigError
+from botkit.jobs.scheduler import ScheduledJob
 from botkit.protocol.types import ClientInfo, Publication
-from botkit.runtime import load_bot
-from botkit.scheduler import ScheduledJob
-from botkit.state import BotState, MemoryStateStore
+from botkit.runtime.core import BotCore, BotStats, LoadedBot, static_schedules
+from botkit.runtime.plugins import load_plugin
+from botkit.runtime.supervisor import load_bot
+from botkit.state.store import BotState, MemoryStateStore
 from botkit.testing._clock import VirtualClock
 from botkit.testing._server import Delivery, HarnessServer, Published, Replies
 from botkit.ulid import new_ulid

@@ -17,8 +17,8 @@ import pytest
 import botkit.envelope
 import bots
 from botkit.envelope import format_timestamp
-from botkit.pytest_plugin import HarnessFactory
 from botkit.testing import BotHarness, Replies
+from botkit.testing.pytest_plugin import HarnessFactory
 
 START = datetime(2026, 3, 24, 18, 0, tzinfo=UTC)
 PLUGIN = "bots.announcer"

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from botkit.pytest_plugin import HarnessFactory
 from botkit.testing import BotHarness
+from botkit.testing.pytest_plugin import HarnessFactory
 
 ROLL = re.compile(r"🎲 (\S+): ([\d + ]+) = (\d+)")
 

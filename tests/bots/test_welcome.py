@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from botkit.pytest_plugin import HarnessFactory
 from botkit.testing import BotHarness
+from botkit.testing.pytest_plugin import HarnessFactory
 
 HOUR = {"cooldown_seconds": 3600}
 

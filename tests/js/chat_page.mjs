@@ -1,4 +1,4 @@
-// The chat page's protocol client (botkit/hub/static/chat.js, without its DOM part) under Node,
+// The chat page's protocol client (botkit/dev/hub/static/chat.js, without its DOM part) under Node,
 // driven by tests/test_chat_page_client.py. JSON lines: events on stdout, commands on stdin.
 //
 //   {"cmd":"start","who":"alice","name":"Alice","room":"lobby","baseUrl":…,"wsUrl":…,…}

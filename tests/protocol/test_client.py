@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from botkit.exceptions import ConnectionClosedError, ProtocolError
+from botkit.errors import ConnectionClosedError, ProtocolError
 from botkit.protocol import (
     DEFAULT_MAX_MESSAGE_SIZE,
     ClientInfo,

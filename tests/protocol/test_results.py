@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from botkit.exceptions import ProtocolError
+from botkit.errors import ProtocolError
 from botkit.protocol import (
     ClientInfo,
     HistoryResult,

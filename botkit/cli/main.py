@@ -1,0 +1,221 @@
+"""The ``botkit`` command: ``run``, ``dev``, ``check``, ``token`` and ``server``.
+
+Exit codes: 0 after a clean run or stop, 1 when the runtime ends on a terminal error (for example
+the server refused the bots' tokens), 2 when the configuration or a plugin is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from botkit.cli.logs import configure_logging
+from botkit.config import BotsConfig, load_config, parse_duration
+from botkit.errors import BotkitError, ConfigError, PluginError
+from botkit.runtime.supervisor import Runtime, load_bots
+from botkit.tokens import connection_token, subscription_token
+
+__all__ = ["main", "run_main"]
+
+log = logging.getLogger("botkit.cli.main")
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="botkit",
+                                     description="Chat bots for Xshathra Realtime rooms.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the bots of bots.yaml in the foreground")
+    run.add_argument("-c", "--config", default="bots.yaml", help="path of bots.yaml")
+    run.add_argument("--log-format", choices=["text", "json"], default="text")
+    run.add_argument("--log-level", default="info",
+                     choices=["debug", "info", "warning", "error"])
+    run.add_argument("--grace", default="10s",
+                     help="how long a shutdown may take to finish in-flight work (default 10s)")
+
+    dev = commands.add_parser(
+        "dev", help="serve the chat page and a local hub on one port, with the bots against it")
+    dev.add_argument("-c", "--config", default="bots.yaml", help="path of bots.yaml")
+    dev.add_argument("--port", type=_port,
+                     help="the port of the page and the hub (default: dev.port of bots.yaml, "
+                          "else 3001; 0 picks a free one)")
+    dev.add_argument("--log-format", choices=["text", "json"], default="text")
+    dev.add_argument("--log-level", default="info",
+                     choices=["debug", "info", "warning", "error"])
+    dev.add_argument("--grace", default="10s",
+                     help="how long a shutdown may take to finish in-flight work (default 10s)")
+
+    check = commands.add_parser("check", help="validate bots.yaml and import the plugins")
+    check.add_argument("-c", "--config", default="bots.yaml", help="path of bots.yaml")
+
+    token = commands.add_parser("token", help="print a token for a test client")
+    token.add_argument("--user", required=True, help="the user id (the token's sub)")
+    token.add_argument("--channel", help="print a subscription token for this channel instead")
+    token.add_argument("--ttl", default="15m", help="lifetime, e.g. 30s, 15m, 1h (default 15m)")
+    token.add_argument("-c", "--config", default="bots.yaml",
+                       help="bots.yaml to read the key from (else XSHATHRA_SERVER_API_KEY)")
+
+    server = commands.add_parser(
+        "server", help="run a local Xshathra Realtime (Centrifugo, built once with Go)")
+    server.add_argument("--port", type=int, default=3001)
+    return parser
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0 to 65535)")
+    return port
+
+
+def _load(path: str) -> BotsConfig:
+    return load_config(path)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    loaded = load_bots(config, search_path=Path(args.config).resolve().parent)
+    print(f"{args.config}: OK — project {config.xshathra.project_id}, {len(loaded)} bot(s)")
+    for each in loaded:
+        plugin = each.config.plugin or "no plugin"
+        print(f"\n{each.config.name} ({plugin}) as {each.config.user_id}")
+        for room, channel in each.config.channels(config.xshathra.project_id).items():
+            print(f"  room {room}: {channel}")
+        for route in each.bot.routes:
+            label = (route.command.usage if route.command is not None
+                     else f"match /{route.pattern.pattern}/" if route.pattern is not None
+                     else f"on {route.event_type}")
+            print(f"  {label} → {route.name}")
+        for index, schedule in enumerate(each.config.schedules):
+            when = f"cron {schedule.cron}" if schedule.cron else f"every {schedule.every:g}s"
+            print(f"  schedules[{index}]: {when}: {schedule.text!r}")
+        for spec in each.bot.schedules:
+            print(f"  scheduled {spec.key} ({spec.trigger})")
+    disabled = [bot.name for bot in config.bots if not bot.enabled]
+    if disabled:
+        print(f"\ndisabled: {', '.join(disabled)}")
+    return EXIT_OK
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    ttl = parse_duration(args.ttl)
+    secret = os.environ.get("XSHATHRA_SERVER_API_KEY", "")
+    if Path(args.config).is_file():
+        secret = _load(args.config).xshathra.server_api_key.get_secret_value()
+    if not secret:
+        raise ConfigError("no key to sign with: set XSHATHRA_SERVER_API_KEY or pass -c "
+                          "bots.yaml")
+    if args.channel:
+        print(subscription_token(secret, args.user, args.channel, ttl=ttl))
+    else:
+        print(connection_token(secret, args.user, ttl=ttl))
+    return EXIT_OK
+
+
+async def _until_signal(run: Callable[[], Awaitable[None]], stop: Callable[[], None]) -> None:
+    """``await run()``, with SIGINT and SIGTERM calling ``stop`` (a graceful stop)."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop)
+    try:
+        await run()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    configure_logging(fmt=args.log_format, level=args.log_level)
+    config = _load(args.config)
+    loaded = load_bots(config, search_path=Path(args.config).resolve().parent)
+    if not loaded:
+        raise ConfigError("no enabled bots to run", path=args.config)
+    runtime = Runtime(config, loaded, grace=parse_duration(args.grace))
+    try:
+        asyncio.run(_until_signal(runtime.run, runtime.stop))
+    except BotkitError as exc:
+        log.error("stopped: %s", exc)
+        return EXIT_FAILED
+    log.info("stopped")
+    return EXIT_OK
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from botkit.dev.command import DevServer, dev_environment  # uvicorn and Starlette only for dev
+
+
+    configure_logging(fmt=args.log_format, level=args.log_level)
+    environ, made_up = dev_environment(os.environ)
+    config = load_config(args.config, environ=environ)
+    loaded = load_bots(config, search_path=Path(args.config).resolve().parent)
+    key = config.xshathra.server_api_key.get_secret_value()
+    if made_up is not None and key == made_up:
+        # Made up here, so safe to show, and needed for `botkit token` or a second client.
+        # A key the user supplied is never printed.
+        print(f"XSHATHRA_SERVER_API_KEY is not set; server_api_key for this run: {key}",
+              flush=True)
+    port = config.dev.port if args.port is None else args.port
+    server = DevServer(config, loaded, port=port, grace=parse_duration(args.grace),
+                       log_level=args.log_level)
+
+    def ready(dev: DevServer) -> None:
+        print(f"Chat page: {dev.page_url}", flush=True)
+
+    try:
+        asyncio.run(_until_signal(lambda: server.run(on_ready=ready), server.stop))
+    except BotkitError as exc:
+        log.error("stopped: %s", exc)
+        return EXIT_FAILED
+    log.info("stopped")
+    return EXIT_OK
+
+
+def _cmd_server(args: argparse.Namespace) -> int:
+    from botkit.dev.localserver import LocalCentrifugo, ServerSettings
+
+    configure_logging()
+    key = os.environ.get("XSHATHRA_SERVER_API_KEY")
+    settings = ServerSettings(port=args.port)
+    if key:
+        settings = ServerSettings(port=args.port, api_key=key)
+    server = LocalCentrifugo(settings)
+    server.start()
+    print(f"Xshathra Realtime (Centrifugo) on {server.ws_url} and {server.api_url}", flush=True)
+    if not key:
+        print(f"server_api_key for this run: {settings.api_key}", flush=True)
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # sigwait needs them blocked
+    try:
+        signal.sigwait(stop_signals)
+    finally:
+        server.close()
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {"run": _cmd_run, "dev": _cmd_dev, "check": _cmd_check, "token": _cmd_token,
+                "server": _cmd_server}
+    try:
+        return handlers[args.command](args)
+    except (ConfigError, PluginError) as exc:
+        print(f"botkit: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except BotkitError as exc:
+        print(f"botkit: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def run_main() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

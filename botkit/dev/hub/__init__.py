@@ -1,0 +1,48 @@
+"""A development Xshathra Realtime in memory: the hub.
+
+A Starlette app on uvicorn that speaks the Centrifugo v6 client protocol (JSON) at
+``/realtime/connection/websocket`` and serves the server API at ``/api/realtime/<method>``, with
+the seed's ``chat`` namespace. It is held to the real server by the same tests. Production keeps
+using Xshathra Realtime.
+
+Modules, one concept each::
+
+    settings       HubSettings (like ServerSettings) and the checked HubConfig
+    codes          error replies, unsubscribe and disconnect codes
+    wire           JSON in and out, typed reads of commands
+    auth           connection and subscription JWTs
+    namespaces     channel options and permissions
+    streams        offsets, epochs, bounded history, recovery
+    presence       who is subscribed where
+    idempotency    the server API's 5-minute publish dedupe
+    core           Hub: shared state and fan-out
+    outbox         a connection's bounded outgoing queue
+    subscriptions  subscribe, unsubscribe, sub_refresh, expiry
+    queries        publish, presence, presence_stats, history
+    session        one connection's protocol state machine (no I/O)
+    connection     the asyncio shell around a session
+    api            the HTTP server API
+    transport      uvicorn's WebSocket handshake, tolerant of empty subprotocol headers
+    app            the Starlette app
+    server         uvicorn, signals, ``python -m botkit.dev.hub``
+    local          LocalHub: the hub as a subprocess, like LocalCentrifugo
+"""
+
+from botkit.dev.hub.app import API_PREFIX, WS_PATH, HubApp
+from botkit.dev.hub.core import HUB_VERSION, Hub
+from botkit.dev.hub.local import LocalHub
+from botkit.dev.hub.server import main, serve
+from botkit.dev.hub.settings import HubConfig, HubSettings
+
+__all__ = [
+    "API_PREFIX",
+    "HUB_VERSION",
+    "WS_PATH",
+    "Hub",
+    "HubApp",
+    "HubConfig",
+    "HubSettings",
+    "LocalHub",
+    "main",
+    "serve",
+]

@@ -1,5 +1,0 @@
-"""``python -m botkit.hub``: run the development hub."""
-
-from botkit.hub.server import main
-
-raise SystemExit(main())

@@ -1,0 +1,316 @@
+"""The part of a running bot that does not know about sockets: what happens to a publication, a
+join or a leave once it has arrived in a room, and to a job once it fires.
+
+A publication is validated, and dropped (each drop counted) when it is invalid, spoofed, the
+bot's own or another bot's → the bot's routes pick handlers → each runs under the bot's
+middleware, timeout and error isolation, sharing one Context so replies are numbered in order.
+Presence pushes become ``user.joined`` / ``user.left`` envelopes, once per user however many
+connections the user has.
+
+The runtime's :class:`~botkit.runtime.runner.BotRunner` feeds a :class:`BotCore` from its realtime
+connection through ordered lanes; ``botkit.testing`` feeds the very same class directly, so a
+bot's test runs the runtime's own code, minus the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.util import ref_to_obj
+from pydantic import ValidationError
+
+from botkit.bot import Bot, Invocation
+from botkit.config import BotConfig
+from botkit.context import BotServices, Context, JobScheduler, Publisher, wall_clock
+from botkit.envelope import Envelope, UserJoined, UserLeft, parse_envelope
+from botkit.errors import BotkitError, EnvelopeError
+from botkit.jobs.scheduler import ScheduleSpec
+from botkit.protocol.types import ClientInfo, Publication
+from botkit.runtime.deadlines import Deadlines
+from botkit.runtime.presence import RoomPresence
+from botkit.state.store import BotState, StateStore
+from botkit.ulid import new_ulid
+
+__all__ = ["BotCore", "BotStats", "LoadedBot", "static_schedules"]
+
+# The runtime's logger: these lines are the runtime's, wherever the core is driven from.
+log = logging.getLogger("botkit.runtime.supervisor")
+
+
+@dataclass(slots=True)
+class BotStats:
+    """Counters of one running bot; every dropped envelope is counted under its reason."""
+
+    received: int = 0
+    handled: int = 0
+    invalid: int = 0
+    spoofed: int = 0
+    own: int = 0
+    from_bots: int = 0
+    handler_errors: int = 0
+    handler_timeouts: int = 0
+    jobs_run: int = 0
+    job_errors: int = 0
+    gaps: int = 0
+    subscription_failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedBot:
+    config: BotConfig
+    bot: Bot
+    settings: Any
+
+
+class BotCore:
+    """One bot's handling of what arrives in its rooms, whoever delivers it.
+
+    Calls for one room must not overlap (the runtime's lanes, the harness's queue see to it):
+    presence tracking and reply order rely on it.
+    """
+
+    def __init__(self, loaded: LoadedBot, *, project_id: str, api: Publisher,
+                 bot_users: frozenset[str] = frozenset(), state: StateStore | None = None,
+                 scheduler: JobScheduler | None = None,
+                 clock: Callable[[], datetime] = wall_clock) -> None:
+        config = loaded.config
+        self.name = config.name
+        self.config = config
+        self.bot = loaded.bot
+        self.stats = BotStats()
+        self.limits = config.limits
+        self.channels = config.channels(project_id)
+        """Room id → channel, for the rooms in the bot's configuration."""
+        # The runtime's set, shared by all its bots (a copy each, less the bot's own user,
+        # made memory grow with the square of the bots); dispatch() checks "own" first.
+        self._bot_users = bot_users
+        self.services = BotServices(
+            name=config.name, user_id=config.user_id, project_id=project_id, bot=loaded.bot,
+            settings=loaded.settings, api=api, channels=dict(self.channels),
+            max_text_length=self.limits.max_text_length,
+            logger=logging.getLogger(f"botkit.bot.{config.name}"),
+            state=BotState(state, config.name) if state is not None else None,
+            scheduler=scheduler, clock=clock)
+        # One timer for all handler deadlines instead of one per call (see deadlines.py).
+        self._deadlines = Deadlines(self.limits.handler_timeout)
+        self.presence = {room: RoomPresence() for room in self.channels}
+        """Who is in each room, as the presence pushes told."""
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Run the bot's on_start hooks (errors and timeouts are logged, never raised)."""
+        await self._run_hooks(self.bot.start_hooks, "on_start")
+
+    async def stop(self) -> None:
+        """Run the bot's on_stop hooks (errors and timeouts are logged, never raised)."""
+        await self._run_hooks(self.bot.stop_hooks, "on_stop")
+
+    async def _run_hooks(self, hooks: Sequence[Any], what: str) -> None:
+        for hook in hooks:
+            ctx = Context(self.services)
+            try:
+                async with asyncio.timeout(self.limits.handler_timeout):
+                    if asyncio.iscoroutinefunction(hook):
+                        await hook(ctx)
+                    else:
+                        await asyncio.to_thread(hook, ctx)
+            except TimeoutError:
+                log.error("bot %s: %s hook %s timed out", self.name, what,
+                          getattr(hook, "__qualname__", hook))
+            except Exception:
+                log.exception("bot %s: %s hook %s failed", self.name, what,
+                              getattr(hook, "__qualname__", hook))
+
+    # -- scheduled jobs ----------------------------------------------------------------------
+
+    async def run_job(self, job_id: str, run_time: datetime, target: str, room: str | None,
+                      kwargs: Mapping[str, Any]) -> None:
+        """One fire of a job. Its replies' idempotency keys name the job and the scheduled
+        time, so a fire replayed after a restart is absorbed by the server."""
+        stamp = run_time.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%f")[:-3]
+        ctx = Context(self.services, room=room, cause=f"job:{job_id}@{stamp}")
+        try:
+            async with asyncio.timeout(self.limits.handler_timeout):
+                await self._call_job(ctx, target, kwargs)
+        except TimeoutError:
+            self.stats.job_errors += 1
+            log.error("bot %s: job %s timed out after %.1fs", self.name, job_id,
+                      self.limits.handler_timeout)
+        except Exception:
+            self.stats.job_errors += 1
+            log.exception("bot %s: job %s failed", self.name, job_id)
+        else:
+            self.stats.jobs_run += 1
+
+    async def _call_job(self, ctx: Context, target: str, kwargs: Mapping[str, Any]) -> None:
+        scheduler = self.services.scheduler
+        spec = scheduler.static_spec(self.name, target) if scheduler is not None else None
+        if spec is not None and spec.text is not None:
+            await ctx.reply(spec.text)
+            return
+        fn = spec.fn if spec is not None else ref_to_obj(target)
+        if fn is None:
+            raise BotkitError(f"job target {target!r} is not known")
+        if asyncio.iscoroutinefunction(fn):
+            result = await fn(ctx, **kwargs)
+        else:
+            result = await asyncio.to_thread(fn, ctx, **kwargs)
+        if isinstance(result, str) and result and ctx.room is not None:
+            await ctx.reply(result)
+
+    # -- what arrives in a room --------------------------------------------------------------
+
+    async def handle_publication(self, room: str, publication: Publication) -> None:
+        """A publication in ``room``: validated, checked against the user the server attests
+        (``info``, present for client publishes), then dispatched."""
+        stats = self.stats
+        stats.received += 1
+        try:
+            envelope = parse_envelope(publication.data,
+                                      max_text_length=self.limits.max_text_length)
+        except EnvelopeError as exc:
+            stats.invalid += 1
+            log.warning("bot %s: dropped an invalid envelope in %s (offset %d): %s",
+                        self.name, room, publication.offset, exc)
+            return
+        info = publication.info
+        if info is not None and envelope.sender_id != info.user:
+            stats.spoofed += 1
+            log.warning("bot %s: dropped envelope %s in %s: senderId %r but the server says "
+                        "user %r published it", self.name, envelope.id, room,
+                        envelope.sender_id, info.user)
+            return
+        await self.dispatch(room, envelope)
+
+    async def handle_join(self, room: str, info: ClientInfo) -> None:
+        """A connection joined ``room``: ``user.joined`` if it is the user's first."""
+        if self.presence[room].join(info):
+            await self._handle_presence(room, info, joined=True)
+
+    async def handle_leave(self, room: str, info: ClientInfo) -> None:
+        """A connection left ``room``: ``user.left`` if it was the user's last."""
+        if self.presence[room].leave(info):
+            await self._handle_presence(room, info, joined=False)
+
+    async def resync(self, room: str, *, announce: bool) -> None:
+        """Compare the room's presence with the server's (after a (re)subscribe); with
+        ``announce``, who joined or left meanwhile is handled as if pushed."""
+        try:
+            present = await self.services.api.presence(self.channels[room])
+        except BotkitError as exc:
+            log.warning("bot %s: could not read presence of %s: %s", self.name, room, exc)
+            return
+        joined, left = self.presence[room].resync(present.values())
+        if not announce:
+            return
+        for info in joined:
+            await self._handle_presence(room, info, joined=True)
+        for user in left:
+            # The connection that left is unknown; a fresh id keeps each leave's envelope (and
+            # so its replies' idempotency keys) apart from every other leave's.
+            info = ClientInfo(user=user, client=f"resync-{new_ulid()}")
+            await self._handle_presence(room, info, joined=False)
+
+    async def _handle_presence(self, room: str, info: ClientInfo, *, joined: bool) -> None:
+        if info.user == self.config.user_id:
+            return
+        name = info.conn_info.get("name") if isinstance(info.conn_info, dict) else None
+        model = UserJoined if joined else UserLeft
+        try:
+            envelope = model(id=f"presence-{'join' if joined else 'leave'}-{info.client}"[:128],
+                             room_id=room, sender_id=info.user, user_id=info.user,
+                             name=name if isinstance(name, str) else None,
+                             sent_at=self.services.clock())
+        except ValidationError:
+            # A user id no envelope may carry (over 128 characters): dropped like any invalid
+            # envelope. Raised here it would end the lane, and with it the bot.
+            self.stats.invalid += 1
+            log.warning("bot %s: ignored a presence %s in %s: the user id (%d characters) is "
+                        "not a valid envelope id", self.name,
+                        "join" if joined else "leave", room, len(info.user))
+            return
+        await self.dispatch(room, envelope)
+
+    # -- handlers ----------------------------------------------------------------------------
+
+    async def dispatch(self, room: str, envelope: Envelope) -> None:
+        """Run the handlers ``envelope`` routes to, unless it is the bot's own or a bot's."""
+        if envelope.sender_id == self.config.user_id:
+            self.stats.own += 1
+            return
+        if envelope.sender_id in self._bot_users:
+            # Bots of one runtime never answer each other: no reply loops.
+            self.stats.from_bots += 1
+            return
+        invocations = self.bot.route(envelope, room)
+        if not invocations:
+            return
+        self.stats.handled += 1
+        # One context for all the handlers of an envelope: reply positions, and with them the
+        # idempotency keys, run on across handlers. A context each would give two handlers'
+        # first replies the same key, and the server would drop the second as a repeat.
+        ctx = Context(self.services, envelope, room)
+        for invocation in invocations:
+            await self._invoke(ctx, invocation)
+
+    async def _invoke(self, ctx: Context, invocation: Invocation) -> None:
+        middlewares = self.bot.middlewares
+        deadline = self._deadlines.scope()
+        try:
+            with deadline:
+                if middlewares:
+                    await _chain(middlewares, ctx, invocation)()
+                else:
+                    await invocation(ctx)
+        except TimeoutError:
+            envelope_id = ctx.event.id if ctx.event is not None else "-"
+            timeout = self.limits.handler_timeout
+            if not deadline.expired:
+                # The handler's own TimeoutError (an upstream call of its): an error like others.
+                self.stats.handler_errors += 1
+                log.exception("bot %s: handler %s failed on envelope %s", self.name,
+                              invocation.route.name, envelope_id)
+                return
+            self.stats.handler_timeouts += 1
+            log.error("bot %s: handler %s timed out after %.1fs on envelope %s", self.name,
+                      invocation.route.name, timeout, envelope_id)
+        except Exception:
+            self.stats.handler_errors += 1
+            log.exception("bot %s: handler %s failed on envelope %s", self.name,
+                          invocation.route.name, ctx.event.id if ctx.event is not None else "-")
+
+
+def static_schedules(loaded: LoadedBot) -> list[ScheduleSpec]:
+    """A bot's static jobs: its ``@bot.every``/``@bot.cron`` handlers and the ``schedules:``
+    of its configuration (fixed texts)."""
+    rooms = [room.id for room in loaded.config.rooms]
+    specs = [spec if spec.rooms else ScheduleSpec(spec.key, spec.trigger, tuple(rooms),
+                                                  fn=spec.fn)
+             for spec in loaded.bot.schedules]
+    specs += [ScheduleSpec(f"schedules[{index}]", item.trigger(), item.target_rooms(rooms),
+                           text=item.text)
+              for index, item in enumerate(loaded.config.schedules)]
+    return specs
+
+
+def _chain(middlewares: Sequence[Any], ctx: Context, invocation: Invocation) -> Any:
+    """The handler call wrapped in the bot's middlewares, the first registered outermost."""
+    async def call() -> None:
+        await invocation(ctx)
+
+    chain: Any = call
+    for middleware in reversed(middlewares):
+        chain = _wrap(middleware, ctx, chain)
+    return chain
+
+
+def _wrap(middleware: Any, ctx: Context, call_next: Any) -> Any:
+    async def call() -> None:
+        await middleware(ctx, call_next)
+    return call

@@ -11,9 +11,6 @@ key, is still announced.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 import pytest
 
 from botkit.dev.localserver import LocalCentrifugo
@@ -23,6 +20,7 @@ from botkit.tokens import chat_channel
 from botkit.ulid import new_ulid
 from tests.humans import human
 from tests.runtime_support import bots_yaml, new_project, running
+from tests.support.waits import eventually
 
 pytestmark = pytest.mark.server
 
@@ -48,16 +46,6 @@ PAYLOAD = "everyone! Claim free coins at http://evil.example"
 def envelope(type_: str, room: str, sender: str, **fields: object) -> dict[str, object]:
     return {"type": type_, "id": new_ulid(), "roomId": room, "senderId": sender,
             "sentAt": format_timestamp(utc_now()), **fields}
-
-
-async def settled(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Wait until ``condition()`` holds (the runtime's counters are updated in its lanes)."""
-    try:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"not within {timeout}s: {what}") from None
 
 
 async def test_a_hostile_member_cannot_speak_through_the_bots(
@@ -93,8 +81,8 @@ async def test_a_hostile_member_cannot_speak_through_the_bots(
         assert announced["text"] == "🏆 Bob wins 3-1"
 
         # What the bots said meanwhile, and for a while after: nothing for her.
-        await settled(lambda: stats["welcome"].untrusted == 3, "welcome refused 3 joins")
-        await settled(lambda: stats["commands"].spoofed == 1, "commands refused the spoof")
+        await eventually(lambda: stats["welcome"].untrusted == 3, "welcome refused 3 joins")
+        await eventually(lambda: stats["commands"].spoofed == 1, "commands refused the spoof")
         assert await lobby.quiet_from("bot_welcome", 1.0) == []
         assert await lobby.quiet_from("bot_commands", 0.2) == []
         assert await arena.quiet_from("bot_announcer", 0.5) == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -19,8 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
+from botkit.config import parse_config
 from botkit.dev.localserver import LocalCentrifugo
-from botkit.runtime.supervisor import BotPhase
+from botkit.errors import BotkitError
+from botkit.runtime.supervisor import BotPhase, Runtime, load_bots
 from tests.humans import human
 from tests.runtime_support import bots_yaml, new_project, running
 from tests.support.dev import ROOT, dev_process, dev_yaml
@@ -173,3 +176,21 @@ async def test_botkit_dev_keeps_the_hub_when_a_bot_is_disconnected(tmp_path: Pat
         log = dev.log()
         assert "Traceback" not in log
         assert "ExceptionGroup" not in log
+
+
+@pytest.mark.server
+async def test_a_bot_refused_at_start_still_ends_the_runtime_with_one_error(
+        centrifugo: LocalCentrifugo) -> None:
+    # Only configuration mistakes end the process, and they show at start: a token the server
+    # refuses (signed with the wrong key) is one. No ExceptionGroup, the bot's name, its code.
+    yaml_text = bots_yaml(centrifugo, TWO_BOTS, project_id=new_project())
+    config = parse_config(yaml_text, source="test-bots.yaml",
+                          environ={"TEST_KEY": "not-the-key-" + "x" * 32})
+    runtime = Runtime(config, load_bots(config), grace=2.0)
+    async with asyncio.timeout(30):
+        with pytest.raises(BotkitError) as refused:
+            await runtime.run()
+    assert not isinstance(refused.value, BaseExceptionGroup)
+    assert re.match(r"bot (commands|flaky): the server closed its connection for good: "
+                    r".*3500", str(refused.value)), str(refused.value)
+    assert BotPhase.STOPPED in {runtime.status("commands").phase, runtime.status("flaky").phase}

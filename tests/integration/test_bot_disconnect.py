@@ -120,12 +120,12 @@ async def test_a_closed_bot_restarts_by_itself_with_its_counters(
             assert before["text"] == "before"
             assert rt.status("flaky").phase is BotPhase.SERVING
             first_runner = rt.runners["flaky"]
-            # A custom terminal code this time (the 3500-3999 range forbids reconnecting).
+            # A 3500 close this time (the other case; 3500-3999 forbid reconnecting).
             await disconnect(centrifugo.api_url, centrifugo.api_key, "bot_flaky",
-                             disconnect={"code": 3999, "reason": "go away"})
+                             disconnect={"code": 3500, "reason": "invalid token"})
             await eventually(lambda: rt.status("flaky").phase is BotPhase.RESTARTING,
                              "flaky restarting")
-            assert "3999" in str(rt.status("flaky").reason)
+            assert "3500" in str(rt.status("flaky").reason)
             assert rt.status("commands").phase is BotPhase.SERVING
             await eventually(lambda: rt.status("flaky").phase is BotPhase.SERVING,
                              "flaky serving again", timeout=15)

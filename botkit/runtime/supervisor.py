@@ -142,7 +142,8 @@ class Runtime:
         await self._started.wait()
 
     async def run(self) -> None:
-        """Serve until :meth:`stop`; raise the first terminal error after shutting down."""
+        """Serve until :meth:`stop`; after shutting down, raise the error of a bot that could
+        not start (the only failure that ends the runtime; later ones are each bot's own)."""
         async with open_state_store(self.config) as store:
             await self._run_with(store)
         if self._failures:

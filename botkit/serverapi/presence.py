@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -22,6 +23,8 @@ from botkit.serverapi.stats import ApiStats
 from botkit.serverapi.transport import Parse, copy_error
 
 __all__ = ["MAX_PRESENCE_BATCH", "PresenceCoalescer"]
+
+log = logging.getLogger("botkit.serverapi")
 
 #: Presence calls sent together in one batch request at most.
 MAX_PRESENCE_BATCH: Final = 500
@@ -78,6 +81,8 @@ class PresenceCoalescer:
     def _sender_done(self, sender: asyncio.Task[None]) -> None:
         if self._sender is sender:
             self._sender = None
+        if not sender.cancelled() and sender.exception() is not None:
+            log.error("the server API presence sender failed", exc_info=sender.exception())
         if sender.cancelled() or sender.exception() is not None:
             # Cancelled (aclose) or a bug: nobody may be left waiting.
             error = ApiError("the presence request was not completed: the server API client "

@@ -218,6 +218,7 @@ async def test_broadcast_responses_that_stay_malformed_fail_that_channel_only(
 PRESENCE_MALFORMED = {
     "result-as-list": answer(b'{"result":[]}'),
     "presence-as-list": answer(b'{"result":{"presence":[]}}'),
+    "presence-as-nonempty-list": answer(b'{"result":{"presence":[{"client":"c1"}]}}'),
     "info-as-string": answer(b'{"result":{"presence":{"c1":"u1"}}}'),
     "user-as-number": answer(b'{"result":{"presence":{"c1":{"user":1,"client":"c1"}}}}'),
 }
@@ -332,3 +333,60 @@ async def test_no_error_log_or_repr_shows_the_key_or_url_userinfo(
     for text in shown:
         assert password not in text
         assert centrifugo.api_key not in text
+
+
+# -- a bug in a sender ------------------------------------------------------------------------
+
+async def test_a_bug_while_sending_fails_those_publishes_only(
+        centrifugo: LocalCentrifugo, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import botkit.serverapi.publisher as publisher
+
+    def buggy(payload: dict[str, Any]) -> PublishResult:
+        monkeypatch.undo()  # once
+        raise RuntimeError("a bug in the reply handling")
+
+    channel = room()
+    async with client(centrifugo, proxy) as api:
+        monkeypatch.setattr(publisher, "publish_result", buggy)
+        with pytest.raises(ApiError, match="publish sender failed") as caught:
+            await api.publish(channel, {"n": 1})
+        assert not isinstance(caught.value, ApiReplyError | ApiUnavailableError)
+        assert (await api.publish(channel, {"n": 2})).offset == 2
+    assert "a bug in the reply handling" in caplog.text
+
+
+async def test_a_sender_that_ends_strands_no_caller_and_a_new_one_starts(
+        centrifugo: LocalCentrifugo, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from botkit.serverapi.publisher import OrderedPublisher
+
+    def buggy(self: OrderedPublisher) -> list[Any]:
+        monkeypatch.undo()  # once
+        raise RuntimeError("a bug in the queue handling")
+
+    channel = room()
+    async with client(centrifugo, proxy) as api:
+        monkeypatch.setattr(OrderedPublisher, "_take", buggy)
+        outcomes = await asyncio.gather(*(api.publish(channel, {"n": n}) for n in range(3)),
+                                        return_exceptions=True)
+        assert all(isinstance(o, ApiError) and "not sent" in str(o) for o in outcomes)
+        assert (await api.publish(channel, {"n": 3})).offset == 1
+    assert "a bug in the queue handling" in caplog.text
+
+
+async def test_a_bug_in_the_presence_sender_fails_its_callers_only(
+        centrifugo: LocalCentrifugo, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import botkit.serverapi.presence as presence
+
+    def buggy(payload: dict[str, Any]) -> Any:
+        monkeypatch.undo()  # once
+        raise RuntimeError("a bug in the presence handling")
+
+    async with client(centrifugo, proxy) as api:
+        monkeypatch.setattr(presence, "presence", buggy)
+        with pytest.raises(ApiError, match="not completed"):
+            await api.presence(room())
+        assert await api.presence(room()) == {}
+    assert "a bug in the presence handling" in caplog.text

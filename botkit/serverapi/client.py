@@ -29,7 +29,7 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, TypeVar
 
 import httpx
 
@@ -42,7 +42,7 @@ from botkit.serverapi.presence import PresenceCoalescer
 from botkit.serverapi.publisher import OrderedPublisher
 from botkit.serverapi.replies import TEMPORARY_CODES, PublishResult
 from botkit.serverapi.stats import ApiStats
-from botkit.serverapi.transport import Parse, T, Transport
+from botkit.serverapi.transport import Parse, Transport
 
 __all__ = [
     "DEFAULT_BACKOFF",
@@ -54,6 +54,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("botkit.serverapi")
+
+_T = TypeVar("_T")
 
 #: Short first retry, a few seconds at most: a reply that is late by more is as good as lost.
 DEFAULT_BACKOFF: Final = Backoff(base=0.1, cap=2.0)
@@ -274,7 +276,7 @@ class ServerApi:
         return await self._direct("batch", _encode(params),
                                   partial(replies.raw_replies, expected=len(commands)))
 
-    async def _direct(self, method: str, body: bytes, parse: Parse[T]) -> T:
+    async def _direct(self, method: str, body: bytes, parse: Parse[_T]) -> _T:
         """A call outside the publish queue, counted so that aclose() can wait for it."""
         self._check_open()
         self._direct_calls += 1

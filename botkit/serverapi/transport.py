@@ -40,10 +40,10 @@ __all__ = ["Parse", "Transport", "checked_base_url", "copy_error", "gave_up"]
 
 log = logging.getLogger("botkit.serverapi")
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 #: Turns a decoded reply object into what the caller gets; raises ApiError when it can't.
-Parse = Callable[[dict[str, Any]], T]
+Parse = Callable[[dict[str, Any]], _T]
 
 
 class Transport:
@@ -89,7 +89,7 @@ class Transport:
         if self._injected is None and client is not None:
             await client.aclose()
 
-    async def call(self, method: str, body: bytes, parse: Parse[T]) -> T:
+    async def call(self, method: str, body: bytes, parse: Parse[_T]) -> _T:
         """POST ``body`` to ``method`` and return ``parse`` of the reply, retrying what may
         pass; after the last attempt raise :func:`gave_up` of the last failure."""
         attempt = 0

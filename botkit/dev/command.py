@@ -159,7 +159,8 @@ class DevServer:
     def _listen(self) -> socket.socket:
         # Bound here rather than by uvicorn, which exits the process when the port is taken;
         # this way the port in use is a clear error, and port 0 gives a free port.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto TCP: asyncio sets TCP_NODELAY only on sockets that say they are TCP.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, self.port))

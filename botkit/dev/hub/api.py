@@ -2,7 +2,9 @@
 
 HTTP statuses are Centrifugo's: 404 for an unknown method path, 405 for anything but POST, 401
 (empty body) for a missing or wrong key, 400 for a body that does not decode into the method's
-request (a wrong type anywhere counts, like Go's decoder), otherwise 200 with ``{"result": …}`` or
+request (a wrong type anywhere counts, like Go's decoder; so do numbers out of a float's range
+and lone surrogates, which Centrifugo forwards as raw bytes: see :mod:`~botkit.dev.hub.wire`),
+otherwise 200 with ``{"result": …}`` or
 ``{"error": …}``. Each request is decoded completely before anything runs, so a batch with one
 malformed command changes nothing. Server-API publications carry no ``info``.
 """
@@ -315,8 +317,9 @@ def api_endpoint(api: ServerApi) -> Callable[[Request], Any]:
             return PlainTextResponse("Request Entity Too Large\n", status_code=413)
         try:
             call = api.prepare(method, Fields.of(loads(body), "request"))
-        except FieldError:
-            return PlainTextResponse("Bad Request\n", status_code=400)
+        except FieldError as exc:
+            # Centrifugo answers a bare "Bad Request"; the reason costs nothing and helps.
+            return PlainTextResponse(f"Bad Request: {exc}\n", status_code=400)
         return Response(dumps(call()), media_type="application/json")
 
     return endpoint

@@ -128,8 +128,11 @@ class DevServer:
         try:
             # Both names of this machine: the page may be opened as localhost or 127.0.0.1.
             origins = (f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}")
+            # Client publishes off unless bots.yaml asks for the prototype mode: the page sends
+            # through the moderated backend, and nobody can post past it as someone else.
             hub_config = HubSettings(port=self.port, host=self.host, api_key=key,
-                                     allowed_origins=origins, log_level=self.log_level).config()
+                                     allowed_origins=origins, log_level=self.log_level,
+                                     client_publish=self.config.dev.client_publish).config()
         except ValueError as exc:  # the defaults are valid: only a bug gets here
             sock.close()
             raise LocalServerError(f"the hub's settings are invalid: {exc}") from exc

@@ -57,7 +57,8 @@ class Hub:
         self.wall = wall
         self.started_at = wall()
         self.namespaces = Namespaces({"chat": chat_namespace(
-            history_size=config.history_size, history_ttl=config.history_ttl)})
+            history_size=config.history_size, history_ttl=config.history_ttl,
+            client_publish=config.client_publish)})
         self.tokens = TokenVerifier(config.api_key, wall=wall)
         self.streams = StreamStore(clock)
         self.presence = PresenceStore()

@@ -59,6 +59,7 @@ class HubConfig:
     history_max_publication_limit: int
     recovery_max_publication_limit: int
     log_level: str
+    client_publish: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,7 @@ class HubSettings(ServerSettings):
             queue_max_size=self.queue_max_size, message_size_limit=self.message_size_limit,
             history_max_publication_limit=self.history_max_publication_limit,
             recovery_max_publication_limit=self.recovery_max_publication_limit,
-            log_level=self.log_level)
+            log_level=self.log_level, client_publish=self.client_publish)
 
     def to_args(self) -> list[str]:
         """Command-line options for ``python -m botkit.dev.hub`` (everything but the key)."""
@@ -126,7 +127,10 @@ class HubSettings(ServerSettings):
             if item.name == "api_key":
                 continue
             default = getattr(defaults, item.name)
-            if isinstance(default, tuple):
+            if isinstance(default, bool):
+                parser.add_argument(f"--{_option(item.name)}", dest=item.name, type=_flag,
+                                    default=default, help=f"true or false; default: {default}")
+            elif isinstance(default, tuple):
                 parser.add_argument(f"--{_option(item.name)}", dest=item.name, action="append",
                                     default=[], help="repeat for several (glob patterns)")
             else:
@@ -148,6 +152,13 @@ class HubSettings(ServerSettings):
         parser = argparse.ArgumentParser()
         cls.add_arguments(parser)
         return cls.from_arguments(parser.parse_args(list(argv)), api_key)
+
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value == "true"
 
 
 def _option(name: str) -> str:

@@ -26,6 +26,20 @@ Modules, one concept each::
     app            the Starlette app
     server         uvicorn, signals, ``python -m botkit.dev.hub``
     local          LocalHub: the hub as a subprocess, like LocalCentrifugo
+
+Limits, with Centrifugo's names and defaults where it has them::
+
+    a client's WebSocket message   message_size_limit, 64 KiB (websocket.message_size_limit);
+                                   a client publish is one, so its data is smaller
+    a server API request body      16 MiB, then 413 (Centrifugo 6.9.1 sets none: 70 MB passed)
+    a dev send (/api/chat/send)    a 32 KiB body, dev.max_text_length characters of text
+    a client's outgoing queue      queue_max_size, 1 MiB (client.queue_max_size), then 3008;
+                                   counted behind a write in progress, so one accepted message
+                                   always fits however large (see outbox)
+    history and recovery replies   history_max_publication_limit and
+                                   recovery_max_publication_limit publications, 300 each
+
+Every message the server API accepted is delivered to every subscriber that keeps reading.
 """
 
 from botkit.dev.hub.app import API_PREFIX, WS_PATH, HubApp

@@ -32,10 +32,11 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from botkit.config import BotsConfig
-from botkit.dev.hub.app import API_PREFIX, WS_PATH, HubApp
+from botkit.dev.hub.app import HubApp
 from botkit.dev.hub.backend import DevSettings, backend_routes
 from botkit.dev.hub.server import uvicorn_config
 from botkit.dev.hub.settings import API_KEY_ENV, HubSettings
+from botkit.dev.localserver import API_PREFIX, WS_PATH
 from botkit.errors import LocalServerError
 from botkit.runtime.runner import LoadedBot
 from botkit.runtime.supervisor import Runtime

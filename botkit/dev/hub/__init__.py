@@ -1,9 +1,10 @@
 """A development Xshathra Realtime in memory: the hub.
 
 A Starlette app on uvicorn that speaks the Centrifugo v6 client protocol (JSON) at
-``/realtime/connection/websocket`` and serves the server API at ``/api/realtime/<method>``, with
-the seed's ``chat`` namespace. It is held to the real server by the same tests. Production keeps
-using Xshathra Realtime.
+``/realtime/connection/websocket`` and serves the server API at ``/api/realtime/<method>`` (the
+paths are ``WS_PATH`` and ``API_PREFIX`` of :mod:`botkit.dev.localserver`, shared with the local
+Centrifugo), with the seed's ``chat`` namespace. It is held to the real server by the same
+tests. Production keeps using Xshathra Realtime.
 
 Modules, one concept each::
 
@@ -42,16 +43,14 @@ Limits, with Centrifugo's names and defaults where it has them::
 Every message the server API accepted is delivered to every subscriber that keeps reading.
 """
 
-from botkit.dev.hub.app import API_PREFIX, WS_PATH, HubApp
+from botkit.dev.hub.app import HubApp
 from botkit.dev.hub.core import HUB_VERSION, Hub
 from botkit.dev.hub.local import LocalHub
 from botkit.dev.hub.server import main, serve
 from botkit.dev.hub.settings import HubConfig, HubSettings
 
 __all__ = [
-    "API_PREFIX",
     "HUB_VERSION",
-    "WS_PATH",
     "Hub",
     "HubApp",
     "HubConfig",

@@ -37,7 +37,7 @@ from botkit.dev.hub.namespaces import ChannelOptions
 from botkit.dev.hub.streams import NO_LIMIT, Position
 from botkit.dev.hub.wire import FieldError, Fields, dumps, loads
 
-__all__ = ["ServerApi", "api_endpoint", "authorized"]
+__all__ = ["ServerApiHandler", "api_endpoint", "authorized"]
 
 Call = Callable[[], dict[str, Any]]
 """A decoded request, ready to run: returns ``{"result": …}`` or ``{"error": …}``."""
@@ -67,8 +67,9 @@ def _error(error: ClientError) -> dict[str, Any]:
     return {"error": {"code": error.code, "message": error.message}}
 
 
-class ServerApi:
-    """Decodes and runs server API requests against a hub."""
+class ServerApiHandler:
+    """The server side of the server API: decodes and runs requests against a hub (the
+    client side is :class:`botkit.serverapi.ServerApi`)."""
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
@@ -301,7 +302,7 @@ async def _body(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def api_endpoint(api: ServerApi) -> Callable[[Request], Any]:
+def api_endpoint(api: ServerApiHandler) -> Callable[[Request], Any]:
     """The Starlette endpoint for ``/api/realtime/{method}``."""
 
     async def endpoint(request: Request) -> Response:

@@ -21,9 +21,10 @@ from types import FrameType
 import uvicorn
 from starlette.routing import BaseRoute
 
-from botkit.dev.hub.app import API_PREFIX, WS_PATH, HubApp
+from botkit.dev.hub.app import HubApp
 from botkit.dev.hub.settings import API_KEY_ENV, HubSettings
 from botkit.dev.hub.transport import NoDelayHttpProtocol, TolerantWebSocketProtocol
+from botkit.dev.localserver import API_PREFIX, WS_PATH
 
 __all__ = ["main", "serve", "uvicorn_config"]
 

@@ -95,8 +95,10 @@ class DevServer:
     """The hub with the chat backend and page on ``host:port``, and ``bots`` against it.
 
     ``await run()`` serves until :meth:`stop` (safe from a signal handler on the loop), then
-    stops the bots and the hub; it raises the bots' first terminal error after stopping, and
-    :class:`LocalServerError` when the port can't be had. Port 0 picks a free port; ``port``
+    stops the bots and the hub; it raises the error of a bot that could not start (a
+    configuration mistake) after stopping, and :class:`LocalServerError` when the port can't
+    be had. A bot the hub disconnects later stops alone and starts again by itself (see
+    botkit.runtime.supervisor): the hub and the page stay. Port 0 picks a free port; ``port``
     holds the real one once listening."""
 
     def __init__(self, config: BotsConfig, bots: list[LoadedBot], *, port: int,
@@ -264,7 +266,7 @@ class DevServer:
                 log.error("the bots did not finish cancelling; stopping the hub anyway")
             return
         if not running.cancelled():
-            running.result()  # raises the bots' terminal error, if any, once they have stopped
+            running.result()  # raises a start failure, if any, once the bots have stopped
 
     async def _stop_hub(self, hub_app: HubApp, server: uvicorn.Server,
                         serving: asyncio.Task[None]) -> None:

@@ -21,7 +21,7 @@ from tests.support.dev import dev_process
 
 KEY = "stop-test-key-" + secrets.token_urlsafe(32)
 GRACE = 2.0
-SLACK = 1.0
+SLACK = 1.5
 """Seconds beyond the grace for the signal to arrive and the process to exit."""
 
 YAML = """\

@@ -14,8 +14,8 @@ when a backlog is already waiting and the frame would take it past ``max_size``,
 message always fits, however large: a 1 MiB publication, or a subscribe reply that recovers
 many, is delivered, and a client that reconnects after a 3008 is never closed again on the same
 message. A backlog stays within ``max_size`` plus one frame; frames queued while the writer is
-idle are bounded by what one step of the hub produces (one client message's replies, or one
-publication).
+idle are bounded by what the hub produces before the writer's next turn on the event loop (the
+replies to one client message, a publication).
 """
 
 from __future__ import annotations

@@ -96,6 +96,7 @@ class Runtime:
         api = ServerApi(xshathra.api_url, xshathra.server_api_key.get_secret_value(),
                         close_timeout=self.grace)
         try:
+            await self.scheduler.open()
             async with api:
                 self.runners = {
                     loaded.config.name: BotRunner(loaded, self.config, api,

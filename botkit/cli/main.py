@@ -19,6 +19,7 @@ from pathlib import Path
 from botkit.cli.logs import configure_logging
 from botkit.config import BotsConfig, load_config, parse_duration
 from botkit.errors import BotkitError, ConfigError, PluginError, StateInUseError
+from botkit.redact import safe_url
 from botkit.runtime.supervisor import Runtime, load_bots
 from botkit.tokens import connection_token, subscription_token
 
@@ -144,6 +145,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not loaded:
         raise ConfigError("no enabled bots to run", path=args.config)
     runtime = Runtime(config, loaded, grace=parse_duration(args.grace))
+    log.info("running %d bot(s) on %s (server API %s)", len(loaded),
+             safe_url(config.xshathra.realtime_url), safe_url(config.xshathra.api_url))
     try:
         asyncio.run(_until_signal(runtime.run, runtime.stop))
     except _SETUP_ERRORS:

@@ -145,7 +145,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not loaded:
         raise ConfigError("no enabled bots to run", path=args.config)
     runtime = Runtime(config, loaded, grace=parse_duration(args.grace))
-    log.info("running %d bot(s) on %s (server API %s)", len(loaded),
+    log.debug("running %d bot(s) on %s (server API %s)", len(loaded),
              safe_url(config.xshathra.realtime_url), safe_url(config.xshathra.api_url))
     try:
         asyncio.run(_until_signal(runtime.run, runtime.stop))

@@ -168,7 +168,7 @@ async def test_a_write_lock_held_by_another_process_does_not_stall_the_loop(
         finally:
             await scheduler.shutdown(0)  # writes the pending job changes, and waits for them
         assert await state.get(NS, "k") == "written"
-    assert ticker.longest < 0.25, f"the loop stalled for {ticker.longest:.2f} s"
+    assert ticker.longest < 0.5, f"the loop stalled for {ticker.longest:.2f} s"
     assert len(rows(path, "SELECT id FROM botkit_jobs_json")) == 20
 
 
@@ -190,7 +190,7 @@ async def test_a_lock_held_past_the_timeout_is_a_state_timeout_naming_the_file(
         jobs.shutdown()
         with pytest.raises(StateTimeoutError, match=str(path)):
             await jobs.aclose()
-    assert ticker.longest < 0.25, f"the loop stalled for {ticker.longest:.2f} s"
+    assert ticker.longest < 0.5, f"the loop stalled for {ticker.longest:.2f} s"
 
 
 # --- one process per state file ---------------------------------------------------------------

@@ -39,6 +39,7 @@ async def test_a_second_run_on_the_same_state_file_exits_2_naming_the_first(
     first = await asyncio.create_subprocess_exec(
         *command, cwd=ROOT, env=_env(centrifugo.api_key), stderr=asyncio.subprocess.PIPE)
     assert first.stderr is not None
+    second: asyncio.subprocess.Process | None = None
     try:
         async with asyncio.timeout(30):
             while b"serving" not in await first.stderr.readline():
@@ -63,6 +64,7 @@ async def test_a_second_run_on_the_same_state_file_exits_2_naming_the_first(
         async with asyncio.timeout(30):
             assert await first.wait() == 0
     finally:
-        if first.returncode is None:
-            first.kill()
-            await first.wait()
+        for process in (first, second):
+            if process is not None and process.returncode is None:
+                process.kill()  # before the fix, the second one ran on and never exited
+                await process.wait()

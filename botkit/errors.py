@@ -24,6 +24,8 @@ chained with ``from`` so the original cause stays visible::
     │   └── ApiUnavailableError     transport errors or 5xx, still failing after the retries
     ├── EnvelopeError               an envelope is invalid (not JSON, wrong fields, too long)
     ├── StateError                  the state store failed (bad key or value, unusable file)
+    │   ├── StateTimeoutError       the state file stayed locked or silent past the timeout
+    │   └── StateInUseError         another process runs on the state file (names its pid)
     └── LocalServerError            the local development server can't be built or started
 """
 
@@ -48,6 +50,8 @@ __all__ = [
     "RealtimeTimeoutError",
     "ReplyError",
     "StateError",
+    "StateInUseError",
+    "StateTimeoutError",
     "SubscriptionError",
     "TerminalDisconnectError",
     "TokenError",
@@ -189,6 +193,23 @@ class EnvelopeError(BotkitError):
 class StateError(BotkitError):
     """The state store failed: a key or value it can't store, or a file it can't use (the
     message names the file; the cause is chained)."""
+
+
+class StateTimeoutError(StateError, TimeoutError):
+    """The state file did not answer within the timeout, most often because another connection
+    held its write lock. The message names the file."""
+
+
+class StateInUseError(StateError):
+    """Another process holds the state file's lock: two processes on one file would each fire
+    the stored jobs and count twice. The message names the file and the other process's pid."""
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        self.path = path
+        self.pid = pid
+        holder = f"pid {pid}" if pid is not None else "pid unknown"
+        super().__init__(f"state file {path} is in use by another botkit process ({holder}); "
+                         "stop it, or give this process its own state.path")
 
 
 class LocalServerError(BotkitError):

@@ -1,7 +1,8 @@
 """The ``botkit`` command: ``run``, ``dev``, ``check``, ``token`` and ``server``.
 
 Exit codes: 0 after a clean run or stop, 1 when the runtime ends on a terminal error (for example
-the server refused the bots' tokens), 2 when the configuration or a plugin is wrong.
+the server refused the bots' tokens), 2 when the configuration or a plugin is wrong, or when
+another process runs on the state file.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 
 from botkit.cli.logs import configure_logging
 from botkit.config import BotsConfig, load_config, parse_duration
-from botkit.errors import BotkitError, ConfigError, PluginError
+from botkit.errors import BotkitError, ConfigError, PluginError, StateInUseError
+from botkit.redact import safe_url
 from botkit.runtime.supervisor import Runtime, load_bots
 from botkit.tokens import connection_token, subscription_token
 
@@ -25,6 +27,8 @@ __all__ = ["main", "run_main"]
 
 log = logging.getLogger("botkit.cli.main")
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+# What the operator must fix before starting (exit 2, one line); not a failure of the run.
+_SETUP_ERRORS = (ConfigError, PluginError, StateInUseError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -141,8 +145,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not loaded:
         raise ConfigError("no enabled bots to run", path=args.config)
     runtime = Runtime(config, loaded, grace=parse_duration(args.grace))
+    log.debug("running %d bot(s) on %s (server API %s)", len(loaded),
+             safe_url(config.xshathra.realtime_url), safe_url(config.xshathra.api_url))
     try:
         asyncio.run(_until_signal(runtime.run, runtime.stop))
+    except _SETUP_ERRORS:
+        raise
     except BotkitError as exc:
         log.error("stopped: %s", exc)
         return EXIT_FAILED
@@ -173,6 +181,8 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(_until_signal(lambda: server.run(on_ready=ready), server.stop))
+    except _SETUP_ERRORS:
+        raise
     except BotkitError as exc:
         log.error("stopped: %s", exc)
         return EXIT_FAILED
@@ -208,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "server": _cmd_server}
     try:
         return handlers[args.command](args)
-    except (ConfigError, PluginError) as exc:
+    except _SETUP_ERRORS as exc:
         print(f"botkit: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except BotkitError as exc:

@@ -135,7 +135,9 @@ class ServerSettings:
     """The knobs a test or a developer may turn; everything else is the seed's setup."""
 
     port: int = 3001
-    api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    # Out of the repr (and so of every log line and error that shows the settings): the key
+    # signs every token of the server.
+    api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     ping_interval: str = "25s"
     pong_timeout: str = "8s"
     history_size: int = 100

@@ -159,6 +159,7 @@ class Runtime:
         api = ServerApi(xshathra.api_url, xshathra.server_api_key.get_secret_value(),
                         close_timeout=self.grace)
         try:
+            await self.scheduler.open()
             async with api:
                 def new_runner(loaded: LoadedBot) -> BotRunner:
                     return BotRunner(loaded, self.config, api, bot_users=bot_users,

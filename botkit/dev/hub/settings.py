@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from botkit.dev.localserver import ServerSettings
 
@@ -46,7 +46,7 @@ class HubConfig:
 
     host: str
     port: int
-    api_key: str
+    api_key: str = field(repr=False)  # never in a repr, a log line or an error
     ping_interval: float
     pong_timeout: float
     history_size: int

@@ -18,8 +18,6 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from botkit.config._errors import describe
 
 __all__ = [
-    "CLI_GRACE",
-    "CLI_TOKEN_TTL",
     "EVERY",
     "HANDLER_TIMEOUT",
     "RATE_LIMIT_WINDOW",
@@ -68,6 +66,8 @@ def _duration_seconds(text: str) -> float:
 
 def format_duration(seconds: float) -> str:
     """``0.01`` -> ``10ms``, ``60`` -> ``1m``, ``86400`` -> ``24h``: as a user would write it."""
+    if seconds == 0:
+        return "0s"
     if seconds < 1:
         return f"{seconds * 1000:g}ms"
     for unit, size in (("h", 3600), ("m", 60)):
@@ -102,8 +102,6 @@ HANDLER_TIMEOUT = Bounds(0.01, 3600.0, "a handler holds its room's lane while it
 EVERY = Bounds(1.0, 365 * 24 * 3600.0, "each interval posts a message; use cron: for "
                                        "calendar times")
 RATE_LIMIT_WINDOW = Bounds(0.1, 24 * 3600.0)
-CLI_TOKEN_TTL = Bounds(1.0, 24 * 3600.0)
-CLI_GRACE = Bounds(0.0, 3600.0)
 
 
 def _bounded(bounds: Bounds) -> AfterValidator:

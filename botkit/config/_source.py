@@ -145,9 +145,13 @@ class _Indexer:
         self._visited += 1
         if self._visited > MAX_VALUES:
             # Raised at once, not collected: going on is what would hang.
-            raise self._at(node, loc, f"the document expands to more than {MAX_VALUES} values "
-                                      "through its aliases (*name); bots.yaml never needs that "
-                                      "many, so write the values out or use fewer aliases")
+            # At the top-level key holding the explosion: every deeper line is that of an
+            # anchor (an alias's node is its anchor's), which would point the reader elsewhere.
+            raise ConfigError(
+                f"the document expands to more than {MAX_VALUES} values "
+                "through its aliases (*name); bots.yaml never needs that many, so write the "
+                "values out or use fewer aliases", path=self._source.path,
+                line=self._source.line_of(loc[:1]), field=format_loc(loc[:1]) or None)
         if len(self._stack) >= MAX_DEPTH:
             raise self._at(node, loc, f"values are nested more than {MAX_DEPTH} levels deep")
         if any(node is seen for seen in self._stack):

@@ -21,7 +21,7 @@ from botkit.bot import Bot
 from botkit.config import BotConfig, BotsConfig, validate_settings
 from botkit.errors import BotkitError, TerminalDisconnectError
 from botkit.jobs.scheduler import BotScheduler
-from botkit.runtime.plugins import load_plugin
+from botkit.runtime.plugins import load_configured_plugin
 from botkit.runtime.runner import BotRunner, BotStats, LoadedBot, static_schedules
 from botkit.serverapi.client import ServerApi
 from botkit.state.store import StateStore, open_state_store
@@ -42,7 +42,7 @@ def load_bot(config: BotsConfig, bot_config: BotConfig, *, bot: Bot | None = Non
     """One bot of ``config``: its plugin imported (unless ``bot`` is given; a bot without a
     plugin is an empty ``Bot``) and its settings validated (ConfigError/PluginError)."""
     if bot is None:
-        bot = (load_plugin(bot_config.plugin, search_path=search_path)
+        bot = (load_configured_plugin(config, bot_config, search_path=search_path)
                if bot_config.plugin is not None else Bot(bot_config.name))
     if bot.settings is not None:
         settings: Any = validate_settings(config, bot_config, bot.settings)
@@ -130,6 +130,9 @@ class Runtime:
                 await stopped
         finally:
             ready.cancel()
+            # A cancelled gather ends with CancelledError as its *exception*; unread, asyncio
+            # logged "exception was never retrieved" after a bot failed before it was ready.
+            ready.add_done_callback(_retrieve)
             stopped.cancel()
             if frozen:
                 gc.unfreeze()
@@ -141,10 +144,14 @@ class Runtime:
     async def _run_one(self, runner: BotRunner) -> None:
         try:
             await runner.run(self._bots_stop, self.grace)
-        except TerminalDisconnectError as exc:
-            # One bot refused for good (wrong key, banned): stop the rest cleanly and report.
-            self._fail(BotkitError(f"bot {runner.name}: {exc}"), exc)
         except Exception as exc:
+            # The runner's TaskGroup wraps it in an ExceptionGroup, which was logged as an
+            # unexpected 34-line traceback.
+            terminal = _terminal_in(exc)
+            if terminal is not None:
+                # One bot refused for good (wrong key, banned): stop the rest cleanly and report.
+                self._fail(BotkitError(f"bot {runner.name}: {terminal}"), terminal)
+                return
             log.exception("bot %s stopped on an unexpected error", runner.name)
             self._fail(BotkitError(f"bot {runner.name} failed: {exc!r}"), exc)
 
@@ -152,6 +159,21 @@ class Runtime:
         error.__cause__ = cause
         self._failures.append(error)
         self.stop_event.set()
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _terminal_in(exc: BaseException) -> TerminalDisconnectError | None:
+    """``exc`` if it is a terminal disconnect, or the first one inside an ExceptionGroup."""
+    if isinstance(exc, TerminalDisconnectError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        found = (_terminal_in(inner) for inner in exc.exceptions)
+        return next((each for each in found if each is not None), None)
+    return None
 
 
 def _freeze_startup_objects() -> bool:

@@ -88,19 +88,34 @@ def load_configured_plugin(config: BotsConfig, bot_config: BotConfig, *,
                            search_path: Path | None = None) -> Bot:
     """:func:`load_plugin` for a bot of ``config``; a failure is a :class:`PluginLoadError`
     located at the bot's ``plugin:`` line (``bots.yaml:9: bots[0].plugin: ...``), when the
-    config was read from a file."""
+    config was read from a file. A plugin scheduling jobs into rooms the bot is not in is
+    refused at its ``rooms:``."""
     assert bot_config.plugin is not None
     try:
-        return load_plugin(bot_config.plugin, search_path=search_path)
+        bot = load_plugin(bot_config.plugin, search_path=search_path)
     except PluginError as exc:
-        index = next((i for i, each in enumerate(config.bots)
-                      if each is bot_config or each.name == bot_config.name), None)
-        loc = ("bots", index, "plugin") if index is not None else ()
-        line = config.source.line_of(loc) if loc else None
-        if line is None:
-            raise  # a config built in code: there is no line to point at
-        raise PluginLoadError(str(exc), path=config.source.path, line=line,
-                              field=f"bots[{index}].plugin") from exc
+        raise _located(config, bot_config, "plugin", exc) from exc
+    own = {room.id for room in bot_config.rooms}
+    for spec in bot.schedules:
+        # Like bots.yaml's schedules: a job posts as this bot, so only where it is a member.
+        strays = [room for room in spec.rooms if room not in own]
+        if strays:
+            raise _located(config, bot_config, "rooms", PluginError(
+                f"plugin {bot_config.plugin!r} schedules {spec.key} in room {strays[0]!r}, "
+                "which is not one of this bot's rooms; add it here or change the plugin"))
+    return bot
+
+
+def _located(config: BotsConfig, bot_config: BotConfig, key: str,
+             error: PluginError) -> PluginError:
+    """``error`` located at ``bots[i].<key>`` of the file, if the config came from one."""
+    index = next((i for i, each in enumerate(config.bots)
+                  if each is bot_config or each.name == bot_config.name), None)
+    line = config.source.line_of(("bots", index, key)) if index is not None else None
+    if line is None:
+        return error  # a config built in code: there is no line to point at
+    return PluginLoadError(str(error), path=config.source.path, line=line,
+                           field=f"bots[{index}].{key}")
 
 
 def _exited(exc: SystemExit) -> str:

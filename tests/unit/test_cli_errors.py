@@ -105,3 +105,14 @@ def test_check_refuses_an_alias_bomb_quickly(tmp_path: Path) -> None:
     result = botkit("check", "-c", str(config))
     assert_one_line(result, f"{config}:6: lol5: the document expands")
     assert "expands to more than 100000 values through its aliases" in result.stderr
+
+
+def test_a_plugin_scheduling_into_a_room_the_bot_is_not_in_is_located(tmp_path: Path) -> None:
+    config = config_with_plugin(tmp_path, (
+        "from botkit import Bot\n\nbot = Bot('broken')\n\n\n"
+        "@bot.every(minutes=5, rooms=['lobby', 'vip'])\nasync def nag(ctx):\n    pass\n"))
+    config.write_text(config.read_text() + "    rooms: [lobby]\n")
+    result = botkit("check", "-c", str(config))
+    assert_one_line(result, f"{config}:12: bots[1].rooms: plugin 'botkit_cli_test_bots.broken' "
+                            "schedules nag in room 'vip', which is not one of this bot's "
+                            "rooms; add it here or change the plugin")

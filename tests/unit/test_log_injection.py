@@ -28,7 +28,7 @@ def logged(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[str], list[
         log.warning("bot %s: dropped envelope %s in %s", "welcome", FORGED_ID, "lobby")
         log.info("text %s and separators %s", ANSI, "a\u2028b\u2029c\x85d\u202ee")
         try:
-            raise ValueError(f"bad envelope {FORGED_ID}")
+            int(f"bad envelope {FORGED_ID}")
         except ValueError:
             log.exception("bot %s: handler %s failed on envelope %s", "welcome", "greet",
                           FORGED_ID)
@@ -54,7 +54,8 @@ def test_text_logs_escape_control_characters(logged: Callable[[str], list[str]])
     assert not any(char in "".join(lines) for char in "\x1b\u2028\u2029\x85\u202e")
     # The traceback follows its record, every line of it indented, the forged one included.
     traceback = lines[lines.index(records[2]) + 1:]
-    assert traceback and all(line.startswith(" ") for line in traceback)
+    assert traceback
+    assert all(line.startswith(" ") for line in traceback)
     assert "  12:00:00 INFO    botkit.runtime: bot admin: granted operator to user_evil" in (
         traceback)
 

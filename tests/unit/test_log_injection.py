@@ -17,6 +17,10 @@ FORGED_ID = "01HZX\n12:00:00 INFO    botkit.runtime: bot admin: granted operator
 ANSI = "\x1b[2J\x1b[1;31mALERT\x1b[0m"
 
 
+def refuse(envelope_id: str) -> None:
+    raise ValueError(f"bad envelope {envelope_id}")
+
+
 @pytest.fixture
 def logged(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[str], list[str]]]:
     root = logging.getLogger()
@@ -28,7 +32,7 @@ def logged(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[str], list[
         log.warning("bot %s: dropped envelope %s in %s", "welcome", FORGED_ID, "lobby")
         log.info("text %s and separators %s", ANSI, "a\u2028b\u2029c\x85d\u202ee")
         try:
-            int(f"bad envelope {FORGED_ID}")
+            refuse(FORGED_ID)
         except ValueError:
             log.exception("bot %s: handler %s failed on envelope %s", "welcome", "greet",
                           FORGED_ID)

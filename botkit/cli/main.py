@@ -104,8 +104,9 @@ def _duration(text: str, option: str, bounds: Bounds) -> float:
 def _refused_key(error: BaseException, config: BotsConfig) -> ConfigError | None:
     """A ConfigError at ``xshathra.server_api_key`` if the server refused the key (the bots'
     tokens, or the API's requests), found along ``error``'s causes; else None."""
-    seen: BaseException | None = error
-    while seen is not None:
+    pending: list[BaseException] = [error]
+    while pending:
+        seen = pending.pop()
         what = None
         if isinstance(seen, TerminalDisconnectError) and seen.code == DISCONNECT_INVALID_TOKEN:
             what = "the server refused the bots' tokens signed with it"
@@ -114,7 +115,10 @@ def _refused_key(error: BaseException, config: BotsConfig) -> ConfigError | None
         if what is not None:
             return config.source.error(("xshathra", "server_api_key"),
                                        f"{what}; set it to the project's server API key")
-        seen = seen.__cause__
+        if isinstance(seen, BaseExceptionGroup):  # the runner's TaskGroup wraps what failed
+            pending.extend(seen.exceptions)
+        if seen.__cause__ is not None:
+            pending.append(seen.__cause__)
     return None
 
 

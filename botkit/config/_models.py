@@ -193,6 +193,11 @@ class BotConfig(_Section):
     schedules: list[ScheduleConfig] = Field(
         default_factory=list,
         description='a list like [{cron: "0 18 * * *", room: lobby, text: "..."}]')
+    # Users whose own connections may publish any envelope type to this bot, as if through the
+    # server API (a game server that connects as a user, say); see docs/security.md.
+    trusted_senders: list[str] = Field(
+        default_factory=list,
+        description="a list of user ids, e.g. [game_server]")
 
     @field_validator("name")
     @classmethod
@@ -214,6 +219,21 @@ class BotConfig(_Section):
     @classmethod
     def _check_user_id(cls, value: str) -> str:
         return validate_room_id(value, what="user id")
+
+    @field_validator("trusted_senders")
+    @classmethod
+    def _check_trusted_senders(cls, users: list[str]) -> list[str]:
+        first: dict[str, int] = {}
+        for index, user in enumerate(users):
+            try:
+                validate_room_id(user, what="user id")
+            except InvalidChannelError as exc:
+                raise located(str(exc), index) from exc
+            if user in first:
+                raise located(f"user {user!r} is listed twice (first as "
+                              f"trusted_senders[{first[user]}]); remove one", index)
+            first[user] = index
+        return users
 
     @field_validator("rooms")
     @classmethod

@@ -90,8 +90,10 @@ class DevServer:
     """The hub with the chat backend and page on ``host:port``, and ``bots`` against it.
 
     ``await run()`` serves until :meth:`stop` (safe from a signal handler on the loop), then
-    stops the bots and the hub; it raises the bots' first terminal error after stopping, and
-    :class:`LocalServerError` when the port can't be had. Port 0 picks a free port; ``port``
+    stops the bots and the hub; it raises the error of a bot that could not start (a
+    configuration mistake) after stopping, and :class:`LocalServerError` when the port can't
+    be had. A bot the hub disconnects later stops alone and starts again by itself (see
+    botkit.runtime.supervisor): the hub and the page stay. Port 0 picks a free port; ``port``
     holds the real one once listening."""
 
     def __init__(self, config: BotsConfig, bots: list[LoadedBot], *, port: int,
@@ -224,7 +226,7 @@ class DevServer:
         finally:
             runtime.stop()
             # Bounded by the runtime itself: each step of its shutdown gets at most ``grace``.
-            await running  # raises the bots' terminal error, if any, once they have stopped
+            await running  # raises a start failure, if any, once the bots have stopped
         if serving.done():
             raise LocalServerError("the hub stopped unexpectedly") from serving.exception()
 

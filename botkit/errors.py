@@ -21,6 +21,7 @@ chained with ``from`` so the original cause stays visible::
     │   ├── ApiAuthError            the API key was refused (names the setting, never the value)
     │   ├── ApiRequestError         the API refused the request (4xx, bad body); never retried
     │   ├── ApiReplyError           the API answered with a Centrifugo error code
+    │   │   └── ApiMalformedReplyError  ... or with something that is not a valid reply
     │   └── ApiUnavailableError     transport errors or 5xx, still failing after the retries
     ├── EnvelopeError               an envelope is invalid (not JSON, wrong fields, too long)
     ├── StateError                  the state store failed (bad key or value, unusable file)
@@ -32,6 +33,7 @@ from __future__ import annotations
 __all__ = [
     "ApiAuthError",
     "ApiError",
+    "ApiMalformedReplyError",
     "ApiReplyError",
     "ApiRequestError",
     "ApiUnavailableError",
@@ -167,6 +169,20 @@ class ApiReplyError(ApiError):
         self.method = method
         where = f"{method}: " if method else ""
         super().__init__(f"{where}error {code} ({message})")
+
+
+class ApiMalformedReplyError(ApiReplyError):
+    """The server API answered with something that is not a valid reply: a body that is not
+    JSON, a field of the wrong type, too few replies in a batch. ``temporary`` is true: a
+    proxy or a server being replaced may answer like this once, and every server API call is
+    safe to repeat (publishes carry an idempotency key), so it is retried like a temporary
+    error; if it persists, it is raised as itself, naming the method."""
+
+    def __init__(self, reason: str, *, method: str = "") -> None:
+        super().__init__(0, f"malformed reply: {reason}", True, method=method)
+        self.reason = reason
+        where = f"{method}: " if method else ""
+        self.args = (f"{where}malformed reply: {reason}",)
 
 
 class ApiUnavailableError(ApiError):

@@ -7,6 +7,7 @@ chained with ``from`` so the original cause stays visible::
     BotkitError
     ├── ConfigError                 bots.yaml is wrong (file, line, field, a suggested fix)
     ├── PluginError                 a plugin can't be imported or a handler can't be served
+    │   └── PluginLoadError         ... a plugin of bots.yaml, located there (also ConfigError)
     ├── InvalidChannelError         a room id or channel name is not acceptable (also ValueError)
     ├── TokenError                  a token can't be minted (no key, bad claims)
     ├── ProtocolError               the server sent frames that break the client protocol
@@ -45,6 +46,7 @@ __all__ = [
     "InvalidChannelError",
     "LocalServerError",
     "PluginError",
+    "PluginLoadError",
     "ProtocolError",
     "RealtimeError",
     "RealtimeTimeoutError",
@@ -80,6 +82,11 @@ class ConfigError(BotkitError):
 
 class PluginError(BotkitError):
     """A plugin can't be loaded, or one of its handlers can't be served."""
+
+
+class PluginLoadError(ConfigError, PluginError):
+    """The plugin a bot of bots.yaml names failed to import; ``str()`` is located at its
+    ``plugin:`` line. Both a ConfigError and a PluginError: the file names what can't load."""
 
 
 class InvalidChannelError(BotkitError, ValueError):

@@ -250,10 +250,11 @@ async def test_jobs_lists_one_bots_jobs_by_prefix(scheduler: BotScheduler) -> No
 
 
 async def test_static_jobs_fire_once_per_room(scheduler: BotScheduler) -> None:
-    bot = Bot("ticker")
-    bot.every(seconds=0.2, rooms=["b_room", "a_room"])(tick)
+    # As @bot.every(rooms=["b_room", "a_room"]) makes it, at an interval below its 1 s floor.
+    spec = ScheduleSpec("tick", IntervalTrigger(seconds=0.2, timezone=UTC), ("a_room", "b_room"),
+                        fn=tick)
     host = RecordingHost(name="ticker")
-    started_with(scheduler, host, specs=bot.schedules)
+    started_with(scheduler, host, specs=[spec])
     await until(lambda: {f.room for f in host.fires} == {"a_room", "b_room"})
     fire = next(f for f in host.fires if f.room == "a_room")
     assert fire.job_id == "static:tick:a_room"
@@ -606,7 +607,7 @@ xshathra:
 bots:
   - name: clock
     user_id: bot_clock
-    rooms: [lobby, hall]
+    rooms: [lobby, hall, vip]
     schedules:
       - {cron: "0 18 * * *", timezone: Europe/Berlin, room: hall, text: Daily}
       - {every: 30m, rooms: [lobby, vip], text: Half-hourly}
@@ -621,11 +622,11 @@ def test_static_schedules_fill_in_rooms_and_turn_yaml_entries_into_texts() -> No
     bot.every(minutes=2, rooms=["vip"])(vip_only)
     specs = static_schedules(LoadedBot(config.bots[0], bot, None))
     assert [(s.key, s.rooms, s.fn, s.text) for s in specs] == [
-        ("job", ("lobby", "hall"), job, None),
+        ("job", ("lobby", "hall", "vip"), job, None),
         ("vip_only", ("vip",), vip_only, None),
         ("schedules[0]", ("hall",), None, "Daily"),
         ("schedules[1]", ("lobby", "vip"), None, "Half-hourly"),
-        ("schedules[2]", ("lobby", "hall"), None, "Everywhere"),
+        ("schedules[2]", ("lobby", "hall", "vip"), None, "Everywhere"),
     ]
     assert specs[0].trigger is bot.schedules[0].trigger
     assert isinstance(specs[2].trigger, CronTrigger)

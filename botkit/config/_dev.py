@@ -20,11 +20,9 @@ Every key is optional; the defaults give a usable local chat. Only ``botkit dev`
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -32,6 +30,7 @@ from pydantic import (
     field_validator,
 )
 
+from botkit.config._durations import RateLimitWindow
 from botkit.config._errors import located
 
 __all__ = [
@@ -50,13 +49,6 @@ MAX_BLOCKED_WORD_LENGTH = 100
 _MAX_TEXT_LENGTH_LIMIT = 4000
 
 
-def _duration(value: Any) -> Any:
-    # Imported here: _models imports this module for BotsConfig.
-    from botkit.config._models import parse_duration
-
-    return parse_duration(value)
-
-
 class _DevSection(BaseModel):
     # The same rules as every bots.yaml section (see _models._Section, which can't be imported
     # here without a cycle).
@@ -67,7 +59,7 @@ class RateLimitConfig(_DevSection):
     """At most ``messages`` chat messages per sender within any ``per`` seconds."""
 
     messages: StrictInt = Field(default=5, ge=1, description="a whole number of messages, e.g. 5")
-    per: Annotated[float, BeforeValidator(_duration), Field(gt=0)] = Field(
+    per: RateLimitWindow = Field(
         default=10.0, description="a duration, e.g. 10s")
 
 

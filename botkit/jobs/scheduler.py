@@ -60,6 +60,9 @@ log = logging.getLogger("botkit.jobs.scheduler")
 
 STATIC = "static"
 DYNAMIC = "dynamic"
+# NaN made timedelta raise a puzzling "cannot convert float NaN to integer", inf an
+# OverflowError; ten years is far past any reminder and far from datetime's limits.
+_MAX_DELAY = 10 * 365 * 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +135,9 @@ def plan_job(fn: Callable[..., Any], *, at: datetime | None, delay: float | None
                          "(seconds)")
     if at is not None and at.tzinfo is None:
         raise ValueError("at= must be timezone-aware, e.g. datetime.now(UTC)")
+    if delay is not None and not 0 <= delay <= _MAX_DELAY:
+        raise ValueError("delay= must be a number of seconds from 0 to 10 years, got "
+                         f"{delay!r}")
     when = at if at is not None else now + timedelta(seconds=delay or 0.0)
     return when, function_reference(fn), _check_json(kwargs or {})
 

@@ -32,7 +32,7 @@ from botkit.bot import Bot
 from botkit.config import BotConfig, BotsConfig, validate_settings
 from botkit.errors import BotkitError, TerminalDisconnectError
 from botkit.jobs.scheduler import BotScheduler
-from botkit.runtime.plugins import load_plugin
+from botkit.runtime.plugins import load_configured_plugin
 from botkit.runtime.runner import BotRunner, BotStats, LoadedBot, static_schedules
 from botkit.serverapi.client import ServerApi
 from botkit.state.store import StateStore, open_state_store
@@ -54,7 +54,7 @@ def load_bot(config: BotsConfig, bot_config: BotConfig, *, bot: Bot | None = Non
     """One bot of ``config``: its plugin imported (unless ``bot`` is given; a bot without a
     plugin is an empty ``Bot``) and its settings validated (ConfigError/PluginError)."""
     if bot is None:
-        bot = (load_plugin(bot_config.plugin, search_path=search_path)
+        bot = (load_configured_plugin(config, bot_config, search_path=search_path)
                if bot_config.plugin is not None else Bot(bot_config.name))
     if bot.settings is not None:
         settings: Any = validate_settings(config, bot_config, bot.settings)
@@ -195,6 +195,9 @@ class Runtime:
                 await stopped
         finally:
             ready.cancel()
+            # A cancelled gather ends with CancelledError as its *exception*; unread, asyncio
+            # logged "exception was never retrieved" after a bot failed before it was ready.
+            ready.add_done_callback(_retrieve)
             stopped.cancel()
             if frozen:
                 gc.unfreeze()
@@ -274,6 +277,11 @@ class Runtime:
         error.__cause__ = cause
         self._failures.append(error)
         self.stop_event.set()
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _terminal(error: BaseException | None) -> TerminalDisconnectError | None:

@@ -7,7 +7,7 @@ from botkit.protocol.backoff import Backoff, full_jitter
 from botkit.protocol.client import (
     DEFAULT_MAX_MESSAGE_SIZE,
     ClientProtocol,
-    ConnectionState,
+    ProtocolState,
     Subscription,
 )
 from botkit.protocol.codes import (
@@ -36,6 +36,17 @@ from botkit.protocol.events import (
     Unsubscribed,
 )
 from botkit.protocol.results import parse_history, parse_presence, parse_presence_stats
+from botkit.protocol.timers import (
+    ConnectTimedOut,
+    LivenessLost,
+    RefreshDue,
+    ResubscribeDue,
+    SubscribeTimedOut,
+    TimerEvent,
+    TimerPolicy,
+    Timers,
+    refresh_delay,
+)
 from botkit.protocol.types import (
     ClientInfo,
     HistoryResult,
@@ -49,8 +60,8 @@ __all__ = [
     "Backoff",
     "ClientInfo",
     "ClientProtocol",
+    "ConnectTimedOut",
     "Connected",
-    "ConnectionState",
     "DisconnectAction",
     "Disconnected",
     "ErrorAction",
@@ -59,17 +70,25 @@ __all__ = [
     "HistoryResult",
     "Joined",
     "Left",
+    "LivenessLost",
     "MalformedReply",
     "Ping",
     "PresenceStats",
+    "ProtocolState",
     "Publication",
+    "RefreshDue",
     "Reply",
     "ReplyEvent",
+    "ResubscribeDue",
     "ServerSubscribed",
     "StreamGap",
     "StreamPosition",
+    "SubscribeTimedOut",
     "Subscribed",
     "Subscription",
+    "TimerEvent",
+    "TimerPolicy",
+    "Timers",
     "UnsubscribeAction",
     "Unsubscribed",
     "describe_disconnect",
@@ -79,5 +98,6 @@ __all__ = [
     "parse_history",
     "parse_presence",
     "parse_presence_stats",
+    "refresh_delay",
     "unsubscribe_action",
 ]

@@ -35,9 +35,10 @@ from botkit.protocol.events import (
     Subscribed,
     Unsubscribed,
 )
+from botkit.protocol.timers import TimerEvent, TimerPolicy, Timers
 from botkit.protocol.types import ClientInfo, Publication, StreamPosition
 
-__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "ClientProtocol", "ConnectionState", "Subscription"]
+__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "ClientProtocol", "ProtocolState", "Subscription"]
 
 DEFAULT_MAX_MESSAGE_SIZE = 65536
 """Centrifugo's default ``websocket.message_size_limit`` for one incoming WebSocket message."""
@@ -62,7 +63,10 @@ def _loads(line: str) -> Any:
         return json.loads(line)
 
 
-class ConnectionState(Enum):
+class ProtocolState(Enum):
+    """Where one socket's protocol stands (the realtime client's own ConnectionState spans
+    reconnects and is another thing)."""
+
     DISCONNECTED = "disconnected"
     CONNECTING = "connecting"
     CONNECTED = "connected"
@@ -195,11 +199,12 @@ class ClientProtocol:
     :meth:`connection_lost` when a socket dies and :meth:`connect` on the next one."""
 
     def __init__(self, *, name: str = "botkit", version: str = "",
-                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+                 timers: TimerPolicy | None = None) -> None:
         self.name = name[:16]
         self.version = version[:64]
         self.max_message_size = max_message_size
-        self.state = ConnectionState.DISCONNECTED
+        self.state = ProtocolState.DISCONNECTED
         self.drops: Counter[str] = Counter()
         """Frames dropped, by reason; a drop is counted, never raised."""
         self._next_id = 1
@@ -208,6 +213,10 @@ class ClientProtocol:
         self._pong = False
         self._subscriptions: dict[str, Subscription] = {}
         self._infos: dict[tuple[str, str], ClientInfo] = {}
+        self.timers = Timers(timers)
+        """Deadlines as data; the transport drives them with :meth:`next_deadline` and
+        :meth:`fire_timers`."""
+        self._now = 0.0  # the time the caller gave with the message being received
 
     # -- state -------------------------------------------------------------------------------
 
@@ -229,16 +238,31 @@ class ClientProtocol:
         self._pending.clear()
         self._outgoing.clear()
         self._pong = False
-        self.state = ConnectionState.DISCONNECTED
+        self.state = ProtocolState.DISCONNECTED
+        self.timers.connection_lost()
         for sub in self._subscriptions.values():
             sub.subscribed = False
         return lost
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`fire_timers` should next be called (None: no deadline is set)."""
+        return self.timers.next_deadline()
+
+    def fire_timers(self, now: float) -> list[TimerEvent]:
+        """The timer events due at ``now`` (the caller's clock, as given everywhere else)."""
+        return self.timers.fire(now)
 
     # -- commands ----------------------------------------------------------------------------
 
     def _command(self, method: str, body: dict[str, Any], *, channel: str = "",
                  recover_from: StreamPosition | None = None) -> int:
-        if method != "connect" and self.state is not ConnectionState.CONNECTED:
+        state = self.state
+        # A subscribe may follow connect in the same message (the server handles frames in
+        # order), so a connection is subscribed in one round trip.
+        if state is not ProtocolState.CONNECTED and method != "connect" and not (
+                method == "subscribe" and state is ProtocolState.CONNECTING):
             raise ConnectionClosedError(f"cannot send {method}: the connection is not open")
         command_id = self._next_id
         frame = _dumps({"id": command_id, method: body})
@@ -251,9 +275,9 @@ class ClientProtocol:
         self._outgoing.append(frame)
         return command_id
 
-    def connect(self, token: str, *, data: Any = None) -> int:
+    def connect(self, token: str, *, data: Any = None, now: float = 0.0) -> int:
         """Start a connection on a fresh socket: the first command must be connect."""
-        if self.state is not ConnectionState.DISCONNECTED:
+        if self.state is not ProtocolState.DISCONNECTED:
             raise ProtocolError("connect was already sent on this connection")
         body: dict[str, Any] = {"token": token, "name": self.name}
         if self.version:
@@ -261,13 +285,15 @@ class ClientProtocol:
         if data is not None:
             body["data"] = data
         command_id = self._command("connect", body)
-        self.state = ConnectionState.CONNECTING
+        self.state = ProtocolState.CONNECTING
+        self.timers.connect_sent(now)
         return command_id
 
     def subscribe(self, channel: str, token: str = "", *, recoverable: bool = True,
-                  positioned: bool = True, join_leave: bool = False) -> int:
+                  positioned: bool = True, join_leave: bool = False, now: float = 0.0) -> int:
         """Subscribe, or subscribe again after a reconnect: a known position is sent with
-        ``recover`` so the server replays what this client missed."""
+        ``recover`` so the server replays what this client missed. Allowed right after
+        connect; the reply is due by ``now`` plus the command timeout."""
         sub = self._subscriptions.get(channel)
         body: dict[str, Any] = {"channel": channel}
         if token:
@@ -285,18 +311,20 @@ class ClientProtocol:
                                    recover_from=recover_from)
         # Only a command that was queued is remembered: one that raised changes nothing.
         self._subscriptions.setdefault(channel, Subscription(channel))
+        self.timers.subscribe_sent(command_id, channel, now)
         return command_id
 
     def unsubscribe(self, channel: str) -> int:
         """Leave a channel. Raises like every command when the connection is not open and
         then forgets nothing; :meth:`forget` drops the state without telling the server."""
         command_id = self._command("unsubscribe", {"channel": channel}, channel=channel)
-        self._subscriptions.pop(channel, None)
+        self.forget(channel)
         return command_id
 
     def forget(self, channel: str) -> None:
         """Drop a subscription's state without a command (the server already ended it)."""
         self._subscriptions.pop(channel, None)
+        self.timers.forget(channel)
 
     def publish(self, channel: str, data: Any) -> int:
         return self._command("publish", {"channel": channel, "data": data}, channel=channel)
@@ -343,8 +371,11 @@ class ClientProtocol:
 
     # -- incoming ----------------------------------------------------------------------------
 
-    def receive(self, text: str) -> list[Event]:
-        """Events from one WebSocket message (one or more newline-joined frames)."""
+    def receive(self, text: str, now: float = 0.0) -> list[Event]:
+        """Events from one WebSocket message (one or more newline-joined frames) that arrived
+        at ``now``: any message proves the server alive."""
+        self._now = now
+        self.timers.heard(now)
         events: list[Event] = []
         body = text.rstrip("\n")
         if not body:
@@ -376,7 +407,7 @@ class ClientProtocol:
             raise _Malformed("frame is neither a reply, a push nor a ping")
 
     def _ping(self) -> Ping:
-        if self.state is ConnectionState.CONNECTED and self._pong:
+        if self.state is ProtocolState.CONNECTED and self._pong:
             self._outgoing.append(_PONG)
             return Ping(pong_queued=True)
         return Ping()
@@ -387,11 +418,13 @@ class ClientProtocol:
         pending = self._pending.pop(command_id, None) if type(command_id) is int else None
         if pending is None:
             raise _Malformed("reply to no pending command")
+        if pending.method == "subscribe":
+            self.timers.subscribe_answered(command_id)
         try:
             events.extend(self._reply_events(command_id, pending, frame))
         except _Malformed as exc:
             if pending.method == "connect":
-                self.state = ConnectionState.DISCONNECTED
+                self._connect_failed()
             events.append(MalformedReply(command_id, pending.method, str(exc)))
 
     def _reply_events(self, command_id: int, pending: _Pending,
@@ -401,7 +434,7 @@ class ClientProtocol:
             error = _object(frame, "error")
             if method == "connect":
                 # After a failed connect the server treats the socket as unusable.
-                self.state = ConnectionState.DISCONNECTED
+                self._connect_failed()
             return [ErrorReply(command_id, method, _field(error, "code", int, 0),
                                _field(error, "message", str, ""),
                                _field(error, "temporary", bool, False), pending.channel)]
@@ -410,7 +443,23 @@ class ClientProtocol:
             return [self._connected(command_id, result)]
         if method == "subscribe":
             return self._subscribed(command_id, pending, result)
+        if method == "refresh" or method == "sub_refresh":
+            self._refreshed(pending.channel, result)
         return [Reply(command_id, method, result)]
+
+    def _connect_failed(self) -> None:
+        self.state = ProtocolState.DISCONNECTED
+        self.timers.connection_lost()  # nothing sent on this socket will be answered now
+
+    def _refreshed(self, channel: str, result: dict[str, Any]) -> None:
+        expires: bool = _field(result, "expires", bool, False)
+        ttl = float(_offset(result, "ttl"))
+        if channel and channel not in self._subscriptions:
+            return  # unsubscribed while the refresh was in flight
+        if expires:
+            self.timers.token_expires(channel, self._now, ttl)
+        else:
+            self.timers.token_lasts(channel)
 
     def _connected(self, command_id: int, result: dict[str, Any]) -> Connected:
         event = Connected(
@@ -421,8 +470,11 @@ class ClientProtocol:
             pong=_field(result, "pong", bool, False),
             expires=_field(result, "expires", bool, False),
             ttl=float(_offset(result, "ttl")))
-        self.state = ConnectionState.CONNECTED
+        self.state = ProtocolState.CONNECTED
         self._pong = event.pong
+        self.timers.connected(self._now, event.ping_interval)
+        if event.expires:
+            self.timers.token_expires("", self._now, event.ttl)
         return event
 
     def _subscribed(self, command_id: int, pending: _Pending,
@@ -443,6 +495,8 @@ class ClientProtocol:
         if sub is None:  # unsubscribed while the subscribe was in flight
             return [event]
         sub.recoverable, sub.subscribed = recoverable, True
+        if event.expires:
+            self.timers.token_expires(channel, self._now, event.ttl)
         events: list[Event] = [event]
         lost_from = pending.recover_from
         if lost_from is not None and not recovered:

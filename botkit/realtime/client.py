@@ -41,9 +41,10 @@ from botkit.protocol import (
     parse_presence,
     parse_presence_stats,
 )
-from botkit.realtime.connection import Connection, Counters, Link, Outcome
+from botkit.realtime.connection import Connection
 from botkit.realtime.delivery import Delivery, EventOffer, EventSink
 from botkit.realtime.events import ClientEvent, ConnectionState, ConnectionStateChanged
+from botkit.realtime.link import Counters, Link, Outcome
 from botkit.realtime.options import ClientOptions, SubscriptionTokenProvider, TokenProvider
 from botkit.realtime.subscriptions import Subscriptions
 from botkit.realtime.supervisor import Supervisor

@@ -18,8 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import websockets
@@ -35,7 +34,6 @@ from botkit.errors import (
     TokenError,
 )
 from botkit.protocol import (
-    ClientProtocol,
     Connected,
     ConnectTimedOut,
     Disconnected,
@@ -55,65 +53,28 @@ from botkit.protocol import (
     Unsubscribed,
     error_action,
 )
-from botkit.realtime.delivery import Delivery
-from botkit.realtime.options import (
-    ClientOptions,
-    SubscriptionTokenProvider,
-    TokenProvider,
-    mint,
+from botkit.realtime.link import (
+    CLOSE_ABNORMAL,
+    CLOSE_CONNECT_TIMEOUT,
+    CLOSE_NO_PING,
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL,
+    CLOSE_SUBSCRIBE_TIMEOUT,
+    CLOSE_TIMEOUT,
+    Link,
+    Outcome,
 )
-from botkit.realtime.subscriptions import Subscriptions
+from botkit.realtime.options import mint
 from botkit.redact import safe_url
 
-__all__ = ["Connection", "Counters", "Link", "Outcome", "open_connection"]
+__all__ = ["Connection"]
 
 log = logging.getLogger("botkit.realtime")
 
-# Close codes this client uses for its own reasons (4000-4499: the client reconnects).
-CLOSE_NORMAL = 1000
-CLOSE_ABNORMAL = 1006
-CLOSE_NO_PING = 4001
-CLOSE_PROTOCOL = 4002
-CLOSE_SUBSCRIBE_TIMEOUT = 4003
-CLOSE_CONNECT_TIMEOUT = 4004
-_CLOSE_TIMEOUT = 2.0
-
-
-@dataclass(slots=True)
-class Counters:
-    reconnects: int = 0
-    """How many times the connection was re-established after a loss."""
-    publications: int = 0
-    """Publications delivered (after de-duplication)."""
-
-
-@dataclass(slots=True)
-class Link:
-    """What every connection of one client shares."""
-
-    url: str
-    options: ClientOptions
-    protocol: ClientProtocol
-    subscriptions: Subscriptions
-    delivery: Delivery
-    counters: Counters
-    token_provider: TokenProvider
-    sub_token_provider: SubscriptionTokenProvider | None
-    on_connected: Callable[[Connection], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How a connection ended."""
-
-    established: bool
-    """The connect reply arrived: the connection was in service."""
-    code: int
-    reason: str
-    failure: BotkitError | None = None
-
 
 class Connection:
+    """One socket's reader, writer and timers, and the commands waiting for its replies."""
+
     def __init__(self, link: Link, ws: ClientConnection) -> None:
         self.link = link
         self.client_id = ""
@@ -195,7 +156,7 @@ class Connection:
                 if not future.done():
                     future.set_exception(closed)
             try:
-                async with asyncio.timeout(_CLOSE_TIMEOUT):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
                     code, reason = self._local or (CLOSE_NORMAL, "")
                     await self._ws.close(code, reason)
             except Exception:
@@ -375,21 +336,3 @@ class Connection:
         else:
             self.end(CLOSE_PROTOCOL, "malformed connect reply",
                      ProtocolError(f"unexpected reply to connect: {reply}"))
-
-
-async def open_connection(link: Link) -> Connection | Outcome:
-    """Open the WebSocket (bounded by the connect timeout); an Outcome when that failed."""
-    options = link.options
-    try:
-        async with asyncio.timeout(options.connect_timeout):
-            ws = await websockets.connect(
-                link.url, compression=None, ping_interval=None, proxy=None,
-                max_size=options.max_incoming_size, open_timeout=None,
-                close_timeout=_CLOSE_TIMEOUT,
-                user_agent_header=f"botkit/{options.version or 'dev'}")
-    except (OSError, TimeoutError, websockets.WebSocketException) as exc:
-        shown = safe_url(link.url)
-        detail = str(exc).replace(link.url, shown) or type(exc).__name__
-        return Outcome(False, CLOSE_ABNORMAL, "cannot open the WebSocket",
-                       ConnectionClosedError(f"cannot connect to {shown}: {detail}"))
-    return Connection(link, ws)

@@ -16,9 +16,12 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
-from botkit.errors import BotkitError, TerminalDisconnectError
+import websockets
+
+from botkit.errors import BotkitError, ConnectionClosedError, TerminalDisconnectError
 from botkit.protocol import DisconnectAction, describe_disconnect, disconnect_action
-from botkit.realtime.connection import Connection, Link, Outcome, open_connection
+from botkit.realtime.connection import Connection
+from botkit.realtime.link import CLOSE_ABNORMAL, CLOSE_TIMEOUT, Link, Outcome
 from botkit.redact import safe_url
 
 __all__ = ["Supervisor"]
@@ -92,3 +95,21 @@ class Supervisor:
             return TerminalDisconnectError(outcome.code, outcome.reason,
                                            describe_disconnect(outcome.code))
         return None
+
+
+async def open_connection(link: Link) -> Connection | Outcome:
+    """Open the WebSocket (bounded by the connect timeout); an Outcome when that failed."""
+    options = link.options
+    try:
+        async with asyncio.timeout(options.connect_timeout):
+            ws = await websockets.connect(
+                link.url, compression=None, ping_interval=None, proxy=None,
+                max_size=options.max_incoming_size, open_timeout=None,
+                close_timeout=CLOSE_TIMEOUT,
+                user_agent_header=f"botkit/{options.version or 'dev'}")
+    except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+        shown = safe_url(link.url)
+        detail = str(exc).replace(link.url, shown) or type(exc).__name__
+        return Outcome(False, CLOSE_ABNORMAL, "cannot open the WebSocket",
+                       ConnectionClosedError(f"cannot connect to {shown}: {detail}"))
+    return Connection(link, ws)

@@ -184,7 +184,7 @@ class Connection:
 
     async def _read(self) -> None:
         ws, protocol, link = self._ws, self._protocol, self.link
-        emit = link.delivery.emit
+        offer_now, emit_declined = link.delivery.offer_now, link.delivery.emit_declined
         counters = link.counters
         clock = asyncio.get_running_loop().time
         recv = ws.recv
@@ -204,7 +204,8 @@ class Connection:
                 for event in events:
                     if type(event) is Publication:
                         counters.publications += 1
-                        await emit(event, cost)
+                        if not offer_now(event):
+                            await emit_declined(event, cost)
                     else:
                         await self._dispatch(event, cost)
         except websockets.ConnectionClosed:

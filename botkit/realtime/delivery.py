@@ -79,8 +79,24 @@ class Delivery:
 
     async def emit(self, event: ClientEvent, cost: int = MIN_EVENT_COST) -> None:
         """Hand ``event`` over (it counts ``cost`` bytes if it has to wait in the read-ahead)."""
+        if not self.offer_now(event):
+            await self.emit_declined(event, cost)
+
+    def offer_now(self, event: ClientEvent) -> bool:
+        """The reader's fast path, without a coroutine: True when the consumer took ``event``
+        at once (or failed on it, which is counted); False when it must be awaited."""
         offer = self._offer
-        if offer is None:
+        if offer is None or self._held:
+            return False
+        try:
+            return offer(event)
+        except Exception:
+            self._sink_failed(event)
+            return True
+
+    async def emit_declined(self, event: ClientEvent, cost: int) -> None:
+        """What :meth:`offer_now` did not take: awaited by on_event, or held in order."""
+        if self._offer is None:
             try:
                 await self._sink(event)
             except asyncio.CancelledError:
@@ -88,13 +104,6 @@ class Delivery:
             except Exception:
                 self._sink_failed(event)
             return
-        if not self._held:
-            try:
-                if offer(event):
-                    return
-            except Exception:
-                self._sink_failed(event)
-                return
         await self._hold(event, max(cost, MIN_EVENT_COST))
 
     async def _hold(self, event: ClientEvent, cost: int) -> None:

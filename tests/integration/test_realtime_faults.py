@@ -96,9 +96,12 @@ async def _in_flight_then(stage: str, ending: str, server: LocalCentrifugo,
             await _api(server, "publish", {"channel": first, "data": {"n": 1}})
             await events.wait_for(lambda: events.data(first) == [{"n": 1}])
             proxy.blackhole(True)
-            pending = None
+            pending: asyncio.Future[Any] | None = None
+            many = [_room() for _ in range(100)]
             if stage == "subscribe":
                 pending = asyncio.ensure_future(client.subscribe(second, timeout=20))
+            elif stage == "subscribe_all":
+                pending = asyncio.ensure_future(client.subscribe_all(many, timeout=20))
             # What the client sends next (the subscribe, or the refreshes due 2 s after the
             # connect) is lost in the blackhole: it stays unanswered.
             await _until(lambda: proxy.bytes_dropped > 0)
@@ -114,7 +117,9 @@ async def _in_flight_then(stage: str, ending: str, server: LocalCentrifugo,
                 await events.wait_for(lambda: events.data(first) == [{"n": 1}, {"n": 2}])
                 if pending is not None:
                     async with asyncio.timeout(10):
-                        await pending
+                        outcome = await pending
+                    if stage == "subscribe_all":
+                        assert outcome == dict.fromkeys(many)
                 assert client.reconnects == 1
                 assert client.state is ConnectionState.CONNECTED
                 assert [state for state, _ in events.states()] == [
@@ -125,9 +130,15 @@ async def _in_flight_then(stage: str, ending: str, server: LocalCentrifugo,
                     async with asyncio.timeout(10):
                         await client.wait_closed()
                 assert ended.value.code == 3500
-                if pending is not None:
+                if stage == "subscribe":
+                    assert pending is not None
                     with pytest.raises(TerminalDisconnectError):
                         await pending
+                elif stage == "subscribe_all":
+                    assert pending is not None
+                    outcome = await pending
+                    assert {type(error) for error in outcome.values()} == {
+                        TerminalDisconnectError}
                 assert events.states() == [
                     (ConnectionState.CONNECTED, 0), (ConnectionState.DISCONNECTED, 3500),
                     (ConnectionState.CLOSED, 3500)]
@@ -138,12 +149,31 @@ async def _in_flight_then(stage: str, ending: str, server: LocalCentrifugo,
 
 
 @pytest.mark.parametrize("ending", ["cut", "terminal"])
-@pytest.mark.parametrize("stage", ["subscribe", "refresh"])
+@pytest.mark.parametrize("stage", ["subscribe", "subscribe_all", "refresh"])
 async def test_a_socket_lost_while_a_command_is_in_flight_ends_as_disconnected(
         centrifugo: LocalCentrifugo, caplog: pytest.LogCaptureFixture, stage: str,
         ending: str) -> None:
     caplog.set_level(logging.INFO, "botkit.realtime")
     await _in_flight_then(stage, ending, centrifugo, caplog)
+
+
+async def test_a_socket_lost_during_connect_is_retried(centrifugo: LocalCentrifugo) -> None:
+    tokens = TokenMinter(centrifugo.api_key, "user_connecting")
+    events = _Events()
+    async with TcpProxy("127.0.0.1", centrifugo.port) as proxy:
+        client = RealtimeClient(proxy.rewrite(centrifugo.ws_url), tokens.connection,
+                                options=ClientOptions(**FAST), on_event=events.on_event)
+        try:
+            proxy.blackhole(True)
+            await client.start(wait=False)
+            await _until(lambda: proxy.bytes_dropped > 0)  # the WebSocket upgrade is lost
+            proxy.blackhole(False)
+            assert await proxy.cut() == 1
+            await client.wait_connected(10)
+            assert client.reconnects == 0  # it never was connected before
+            assert events.states() == [(ConnectionState.CONNECTED, 0)]
+        finally:
+            await client.aclose()
 
 
 async def test_unanswered_subscribes_time_out_together(centrifugo: LocalCentrifugo) -> None:

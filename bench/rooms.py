@@ -50,9 +50,7 @@ async def subscribe_rooms(ws_url: str, api_url: str, api_key: str, project: str,
         # CONNECTED comes once connect and all the rooms' subscribes were answered; the
         # reconnect delay (0.1 s + jitter) is part of this figure.
         out["resubscribe_seconds"] = again - lost
-        out["subscribed_after"] = sum(
-            1 for c in channels if (sub := client._protocol.subscriptions.get(c)) is not None
-            and sub.subscribed)
+        out["subscribed_after"] = sum(1 for c in channels if client.is_subscribed(c))
     finally:
         await client.aclose()
     return out

@@ -141,6 +141,11 @@ class RealtimeClient:
     def position(self, channel: str) -> StreamPosition | None:
         return self._protocol.position(channel)
 
+    def is_subscribed(self, channel: str) -> bool:
+        """Whether ``channel`` is subscribed on the current connection right now."""
+        sub = self._protocol.subscriptions.get(channel)
+        return sub is not None and sub.subscribed
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def __aenter__(self) -> RealtimeClient:
@@ -257,7 +262,7 @@ class RealtimeClient:
             if is_new:
                 new.append(channel)
         connection = self._supervisor.current
-        if new and connection is not None and connection.established:
+        if new and connection is not None and connection.open:
             try:
                 if await self._subscriptions.send(new):
                     connection.kick()

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -39,6 +38,7 @@ from botkit.protocol import (
     Disconnected,
     ErrorAction,
     ErrorReply,
+    Event,
     Joined,
     Left,
     LivenessLost,
@@ -78,12 +78,15 @@ class Connection:
     def __init__(self, link: Link, ws: ClientConnection) -> None:
         self.link = link
         self.client_id = ""
+        self.open = False
+        """The connect reply arrived: commands may be sent."""
         self.established = False
+        """Reported CONNECTED: the connect reply and the replies to the subscribes sent with it
+        are in. Only an established connection ends as DISCONNECTED."""
         self._ws = ws
         self._protocol = link.protocol
         self._waiters: dict[int, asyncio.Future[ReplyEvent]] = {}
         self._handshake: set[int] = set()  # subscribes sent with connect, not answered yet
-        self._announced = False
         self._writable = asyncio.Event()
         self._timers_changed = asyncio.Event()
         self._ended = asyncio.Event()
@@ -279,7 +282,7 @@ class Connection:
             return
         self._writable.set()
 
-    async def _dispatch(self, event: Any, cost: int) -> None:
+    async def _dispatch(self, event: Event, cost: int) -> None:
         if isinstance(event, ReplyEvent):
             self._timers_changed.set()  # a reply may have set a deadline (a token's refresh)
             await self._on_reply(event)
@@ -306,7 +309,7 @@ class Connection:
             await self._maybe_connected()
         elif isinstance(reply, Connected):
             self.client_id = reply.client_id
-            self.established = True
+            self.open = True
             # Channels wanted after connect went out follow now (not part of the handshake).
             if await self.link.subscriptions.send():
                 self.kick()
@@ -321,8 +324,8 @@ class Connection:
                 log.warning("%s refused: %s %s", method, reply.code, reply.message)
 
     async def _maybe_connected(self) -> None:
-        if self.established and not self._handshake and not self._announced:
-            self._announced = True
+        if self.open and not self._handshake and not self.established:
+            self.established = True
             await self.link.on_connected(self)
 
     def _connect_refused(self, reply: ReplyEvent) -> None:

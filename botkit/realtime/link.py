@@ -67,7 +67,7 @@ class Outcome:
     """How a connection ended."""
 
     established: bool
-    """The connect reply arrived: the connection was in service."""
+    """The connection was reported CONNECTED: it was in service."""
     code: int
     reason: str
     failure: BotkitError | None = None

@@ -96,6 +96,7 @@ class Subscriptions:
                 and not ((sub := subscribed.get(channel)) is not None and sub.subscribed)]
         queued: list[int] = []
         options = self._options
+        now = self._clock()  # one deadline for the batch: its subscribes time out together
         for channel in todo:
             token = ""
             if self._token_provider is not None:
@@ -109,7 +110,7 @@ class Subscriptions:
                     continue  # unsubscribed while its token was minted
             command_id = self._protocol.subscribe(
                 channel, token, recoverable=options.recoverable, positioned=options.recoverable,
-                join_leave=options.join_leave, now=self._clock())
+                join_leave=options.join_leave, now=now)
             self._in_flight[command_id] = channel
             queued.append(command_id)
         return queued

@@ -187,19 +187,22 @@ class RealtimeClient:
     async def wait_closed(self) -> None:
         """Wait until the client ends; raise the terminal error if the server ended it."""
         if self._task is not None:
-            await asyncio.shield(self._task)
+            # wait() rather than shield(): the task may have been cancelled by aclose().
+            await asyncio.wait([self._task])
         if self._terminal is not None:
             raise self._terminal
 
     async def aclose(self, *, flush_timeout: float = 5.0) -> None:
         """Close cleanly: a normal close frame, pending commands failed, no task left. Events
         still in the read-ahead get up to ``flush_timeout`` seconds to reach ``on_event``."""
+        connected = self._supervisor.current is not None
         self._supervisor.stop(1000, "client closed")
         task = self._task
         if task is not None and not task.done():
             # wait() rather than awaiting the task: its CancelledError is its own, while one
-            # aimed at us still propagates from here.
-            await asyncio.wait([task], timeout=_STOP_TIMEOUT)
+            # aimed at us still propagates from here. A socket gets its closing handshake;
+            # a backoff ends at once; a socket still opening is not waited for.
+            await asyncio.wait([task], timeout=_STOP_TIMEOUT if connected else 0.05)
             if not task.done():
                 task.cancel()
                 await asyncio.wait([task])

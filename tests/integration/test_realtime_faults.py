@@ -176,6 +176,21 @@ async def test_a_socket_lost_during_connect_is_retried(centrifugo: LocalCentrifu
             await client.aclose()
 
 
+async def test_closing_while_the_socket_opens_does_not_wait_for_it(
+        centrifugo: LocalCentrifugo) -> None:
+    tokens = TokenMinter(centrifugo.api_key, "user_closing")
+    async with TcpProxy("127.0.0.1", centrifugo.port) as proxy:
+        client = RealtimeClient(proxy.rewrite(centrifugo.ws_url), tokens.connection)
+        proxy.blackhole(True)
+        await client.start(wait=False)
+        await _until(lambda: proxy.bytes_dropped > 0)
+        started = time.monotonic()
+        await client.aclose()
+        assert time.monotonic() - started < 1.0
+        await client.wait_closed()  # ended, not refused: nothing to raise
+        assert client.state is ConnectionState.CLOSED
+
+
 async def test_unanswered_subscribes_time_out_together(centrifugo: LocalCentrifugo) -> None:
     """Six subscribes lost in a frozen network cost one command timeout, not six: the client
     gives up on the socket at once and subscribes them all again on the next one."""

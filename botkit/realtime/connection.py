@@ -212,9 +212,9 @@ class Connection:
                     else:
                         await self._dispatch(event, cost)
         except websockets.ConnectionClosed:
-            self.end_by_peer()
+            self._end_by_peer()
 
-    def end_by_peer(self) -> None:
+    def _end_by_peer(self) -> None:
         """The socket closed under us: the code is the one the peer sent, if any."""
         self._ended.set()
 
@@ -230,7 +230,7 @@ class Connection:
                 for message in messages:
                     await ws.send(message)
         except websockets.ConnectionClosed:
-            self.end_by_peer()
+            self._end_by_peer()
 
     async def _tick(self) -> None:
         protocol, changed = self._protocol, self._timers_changed
@@ -271,6 +271,7 @@ class Connection:
         try:
             if channel:
                 if link.sub_token_provider is None or channel not in link.subscriptions:
+                    self._protocol.timers.token_lasts(channel)  # nothing to refresh it with
                     return
                 token = await mint(link.sub_token_provider, channel)
                 self._protocol.sub_refresh(channel, token)

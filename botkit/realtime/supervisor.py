@@ -57,7 +57,13 @@ class Supervisor:
         url = safe_url(link.url)
         while not self.closing:
             self._on_connecting()
-            opened = await open_connection(link)
+            try:
+                opened = await open_connection(link)
+            except Exception as exc:
+                # A bug of ours must not end a daemon's connection for good: log, go on.
+                log.exception("opening the realtime connection to %s failed unexpectedly", url)
+                opened = Outcome(False, CLOSE_ABNORMAL, "internal error",
+                                 ConnectionClosedError(f"internal error: {exc!r}"))
             if isinstance(opened, Outcome):
                 outcome = opened
             else:

@@ -35,7 +35,13 @@ from botkit.protocol.events import (
     Subscribed,
     Unsubscribed,
 )
-from botkit.protocol.results import parse_history, parse_presence, parse_presence_stats
+from botkit.protocol.results import (
+    parse_error,
+    parse_history,
+    parse_position,
+    parse_presence,
+    parse_presence_stats,
+)
 from botkit.protocol.timers import (
     ConnectTimedOut,
     LivenessLost,
@@ -95,7 +101,9 @@ __all__ = [
     "disconnect_action",
     "error_action",
     "full_jitter",
+    "parse_error",
     "parse_history",
+    "parse_position",
     "parse_presence",
     "parse_presence_stats",
     "refresh_delay",

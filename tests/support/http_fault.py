@@ -8,6 +8,7 @@ request, in arrival order::
         proxy.fail_next(2, status=503, forward=True)   # the server sees it, the client gets 503
         proxy.delay_next(1, 2.0)                       # forwarded, answered 2 s late
         proxy.drop_next(1)                             # connection closed, no answer
+        proxy.reset_next(1, after=10)                  # headers and 10 body bytes, then RST
         proxy.answer_next(1, body=b'{"error":{"code":111,"message":"too many requests"}}')
         proxy.rewrite_next(1, lambda body: body.replace(b"a", b"b"))
         url = proxy.proxied("http://127.0.0.1:8000/api/realtime")
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import http
+import socket
+import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,14 +40,16 @@ _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "conte
 class Fault:
     """What to do to one request. ``forward`` sends it upstream first (so the server acts on it
     even though the client sees a failure); ``status``/``body`` replace the answer; ``delay``
-    holds the answer back; ``drop`` closes the connection without answering; ``rewrite``
-    transforms the upstream body."""
+    holds the answer back; ``drop`` closes the connection without answering; ``reset_after``
+    sends the headers (announcing the whole body) and that many body bytes, then resets the
+    connection; ``rewrite`` transforms the upstream body."""
 
     forward: bool = True
     status: int | None = None
     body: bytes = b""
     delay: float = 0.0
     drop: bool = False
+    reset_after: int | None = None
     rewrite: Callable[[bytes], bytes] | None = None
 
 
@@ -104,6 +109,9 @@ class FaultProxy:
 
     def drop_next(self, count: int, *, forward: bool = False) -> None:
         self.inject(Fault(forward=forward, drop=True), count)
+
+    def reset_next(self, count: int, *, after: int = 0, forward: bool = True) -> None:
+        self.inject(Fault(forward=forward, reset_after=after), count)
 
     def rewrite_next(self, count: int, rewrite: Callable[[bytes], bytes]) -> None:
         self.inject(Fault(rewrite=rewrite), count)
@@ -173,6 +181,10 @@ class FaultProxy:
             if fault.drop:
                 return False
             answer = _apply(fault, answer)
+            if fault.reset_after is not None:
+                await _write_answer(writer, answer, cut=fault.reset_after)
+                _reset(writer)
+                return False
         assert answer is not None
         await _write_answer(writer, answer)
         return True
@@ -190,6 +202,14 @@ class FaultProxy:
         kept = {name: value for name, value in response.headers.items()
                 if name.lower() not in _HOP_BY_HOP and name.lower() != "content-encoding"}
         return _Answer(response.status_code, response.content, kept)
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP RST rather than a FIN: linger on, zero timeout."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 def _apply(fault: Fault, answer: _Answer | None) -> _Answer:
@@ -216,7 +236,10 @@ async def _read_request(reader: asyncio.StreamReader) -> ProxiedRequest | None:
     return ProxiedRequest(method, path, headers, body)
 
 
-async def _write_answer(writer: asyncio.StreamWriter, answer: _Answer) -> None:
+async def _write_answer(writer: asyncio.StreamWriter, answer: _Answer, *,
+                        cut: int | None = None) -> None:
+    """Write ``answer``; with ``cut``, only that many bytes of its body (the headers still
+    announce all of it)."""
     try:
         reason = http.HTTPStatus(answer.status).phrase
     except ValueError:
@@ -224,5 +247,6 @@ async def _write_answer(writer: asyncio.StreamWriter, answer: _Answer) -> None:
     lines = [f"HTTP/1.1 {answer.status} {reason}"]
     lines += [f"{name}: {value}" for name, value in answer.headers.items()]
     lines += [f"content-length: {len(answer.body)}", "connection: keep-alive", "", ""]
-    writer.write("\r\n".join(lines).encode("latin-1") + answer.body)
+    body = answer.body if cut is None else answer.body[:cut]
+    writer.write("\r\n".join(lines).encode("latin-1") + body)
     await writer.drain()

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from pydantic_core import from_json as _fast_loads
-
 from botkit.errors import ConnectionClosedError, ProtocolError
+from botkit.protocol import _decode
 from botkit.protocol.codes import UnsubscribeAction, unsubscribe_action
 from botkit.protocol.events import (
     Connected,
@@ -40,27 +39,25 @@ from botkit.protocol.types import ClientInfo, Publication, StreamPosition
 
 __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "ClientProtocol", "ProtocolState", "Subscription"]
 
+# Module globals, not attribute lookups: the receive path calls them per frame.
+_Malformed = _decode.Malformed
+_KNOWN_INFOS = _decode.KNOWN_INFOS
+_client_info = _decode.client_info
+_field = _decode.field
+_loads = _decode.loads
+_new_position = _decode.new_position
+_object = _decode.object_field
+_offset = _decode.uint
+_publication = _decode.publication
+
 DEFAULT_MAX_MESSAGE_SIZE = 65536
 """Centrifugo's default ``websocket.message_size_limit`` for one incoming WebSocket message."""
 
 _MAX_COMMAND_ID = 2**32 - 1  # ids are uint32 on the wire
-_MAX_UINT64 = 2**64 - 1  # offsets are uint64; ping and ttl are smaller unsigned integers
-_KNOWN_INFOS = 1024  # publishers' infos remembered per connection
 _PONG = "{}"
 # allow_nan=False: NaN/Infinity are not JSON; the server would close the socket with 3501 (a
 # terminal code) on such a frame, so the command raises ValueError before it is queued.
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
-
-
-def _loads(line: str) -> Any:
-    """Decode one frame: jiter (pydantic's JSON parser, already installed), about twice as fast
-    as the json module on a publication frame; whatever jiter refuses gets the json module's
-    verdict, so what is accepted is exactly what json.loads accepts (lone surrogates in
-    escapes, nesting deeper than jiter's 200 levels)."""
-    try:
-        return _fast_loads(line)
-    except ValueError:
-        return json.loads(line)
 
 
 class ProtocolState(Enum):
@@ -70,10 +67,6 @@ class ProtocolState(Enum):
     DISCONNECTED = "disconnected"
     CONNECTING = "connecting"
     CONNECTED = "connected"
-
-
-class _Malformed(Exception):
-    """A frame that breaks the protocol; caught per line and turned into a counted drop."""
 
 
 @dataclass(slots=True)
@@ -91,107 +84,6 @@ class _Pending:
     method: str
     channel: str = ""
     recover_from: StreamPosition | None = None
-
-
-def _field(obj: dict[str, Any], key: str, kind: type, default: Any) -> Any:
-    value = obj.get(key, default)
-    # bool is an int in Python; the protocol never sends a boolean where a number belongs.
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise _Malformed(f"field {key!r} should be {kind.__name__}, got {type(value).__name__}")
-    return value
-
-
-def _offset(obj: dict[str, Any], key: str = "offset") -> int:
-    value: int = _field(obj, key, int, 0)
-    if value < 0:
-        raise _Malformed(f"field {key!r} is negative")
-    # A bigger number is not a uint64: kept as a position it would be sent back in a recover
-    # (and the server closes with 3501, terminal); as ping/ttl float() would overflow.
-    if value > _MAX_UINT64:
-        raise _Malformed(f"field {key!r} is out of range")
-    return value
-
-
-def _object(obj: dict[str, Any], key: str) -> dict[str, Any]:
-    value: dict[str, Any] = _field(obj, key, dict, {})
-    return value
-
-
-def _client_info(raw: Any, known: dict[tuple[str, str], ClientInfo] | None = None) -> ClientInfo:
-    if not isinstance(raw, dict):
-        raise _Malformed("client info should be an object")
-    user, client = raw.get("user", ""), raw.get("client", "")
-    conn_info, chan_info = raw.get("conn_info"), raw.get("chan_info")
-    if (known is not None and type(user) is str and type(client) is str
-            and conn_info is None and chan_info is None):
-        # The few publishers of a room publish again and again: their (immutable) info is
-        # made once, not per publication. Bounded: forgotten wholesale when it fills up.
-        info = known.get((user, client))
-        if info is None:
-            if len(known) >= _KNOWN_INFOS:
-                known.clear()
-            info = known[user, client] = ClientInfo(user, client)
-        return info
-    return ClientInfo(user=_field(raw, "user", str, ""), client=_field(raw, "client", str, ""),
-                      conn_info=conn_info, chan_info=chan_info)
-
-
-def _tags(raw: dict[str, Any]) -> dict[str, str]:
-    tags = _object(raw, "tags")
-    if not all(isinstance(v, str) for v in tags.values()):
-        raise _Malformed("tags should map strings to strings")
-    return tags
-
-
-def _publication(channel: str, raw: Any,
-                 known: dict[tuple[str, str], ClientInfo] | None = None) -> Publication:
-    if not isinstance(raw, dict):
-        raise _Malformed("publication should be an object")
-    # The common case (an exact int in range, no tags) is read directly; anything else takes
-    # the checking path, which words the error. Checked in the same order either way: offset,
-    # info, tags.
-    offset = raw.get("offset", 0)
-    if type(offset) is not int or not 0 <= offset <= _MAX_UINT64:
-        offset = _offset(raw)
-    info = raw.get("info")
-    if info is not None:
-        info = _client_info(info, known)
-    tags = raw.get("tags")
-    tags = {} if tags is None and "tags" not in raw else _tags(raw)
-    return _new_publication(channel, raw.get("data"), offset, info, tags)
-
-
-def _slot_setter(cls: type, name: str) -> Any:
-    return cls.__dict__[name].__set__
-
-
-# Publications and stream positions are made once per message. A frozen dataclass's __init__
-# sets each field through object.__setattr__; writing the slots directly is twice as fast and
-# makes the very same object (checked by tests/protocol/test_fast_paths.py).
-_new_object = object.__new__
-_set_pub = tuple(_slot_setter(Publication, name)
-                 for name in ("channel", "data", "offset", "info", "tags"))
-_set_pos = tuple(_slot_setter(StreamPosition, name) for name in ("offset", "epoch"))
-
-
-def _new_publication(channel: str, data: Any, offset: int, info: ClientInfo | None,
-                     tags: dict[str, str]) -> Publication:
-    publication = _new_object(Publication)
-    set_channel, set_data, set_offset, set_info, set_tags = _set_pub
-    set_channel(publication, channel)
-    set_data(publication, data)
-    set_offset(publication, offset)
-    set_info(publication, info)
-    set_tags(publication, tags)
-    return publication
-
-
-def _new_position(offset: int, epoch: str) -> StreamPosition:
-    position = _new_object(StreamPosition)
-    set_offset, set_epoch = _set_pos
-    set_offset(position, offset)
-    set_epoch(position, epoch)
-    return position
 
 
 class ClientProtocol:

@@ -22,6 +22,7 @@ TITLES = {
     "S6": "server restart, resubscribe",
     "S7": "decode + validate one envelope",
     "S8": "1 ms handler under a firehose",
+    "S9": "one bot, 500 rooms: subscribe",
 }
 
 # The memory cap of S8: the RSS the process may grow by while 50k envelopes stream past a
@@ -296,7 +297,55 @@ def s8(bench: Bench) -> tuple[list[Row], Any]:
     return rows, results
 
 
+# -- S9 ----------------------------------------------------------------------------------------
+
+S9_TARGET_SECONDS = 1.0
+
+
+def _s9_trials(bench: Bench, server: Any, count: int) -> list[dict[str, Any]]:
+    from bench.run import run_worker
+
+    return [run_worker("rooms:subscribe_rooms", {
+        "ws_url": server.ws_url, "api_url": server.api_url, "api_key": server.api_key,
+        "project": f"{PROJECT}s9{rep}", "count": count}, cpus=_cpus(bench), timeout=120)
+        for rep in range(bench.reps_for(heavy=True))]
+
+
+def s9(bench: Bench) -> tuple[list[Row], Any]:
+    from botkit.dev.localserver import LocalCentrifugo, ServerSettings, free_port
+
+    count = 500
+    # Centrifugo allows 128 channels per connection by default (106 "limit exceeded" past
+    # that): a deployment with 500-room bots raises client.channel_limit, and so does this one.
+    server = LocalCentrifugo(ServerSettings(port=free_port(), log_level="error"))
+    os.environ["CENTRIFUGO_CLIENT_CHANNEL_LIMIT"] = str(2 * count)
+    try:
+        bench._start_pinned(server.start)
+    finally:
+        del os.environ["CENTRIFUGO_CLIENT_CHANNEL_LIMIT"]
+    try:
+        results = _s9_trials(bench, server, count)
+    finally:
+        server.close()
+    failed = sum(int(r.get("failed", count)) for r in results)
+    missing = sum(count - int(r.get("subscribed_after", 0)) for r in results)
+    note = (f"{count} rooms, one RealtimeClient; refused: {failed}, not subscribed after the "
+            f"reconnect: {missing}")
+    rows = [
+        _row("S9", "connected -> all rooms subscribed", "s", False,
+             f"target {S9_TARGET_SECONDS:g} s", None,
+             _values(results, "subscribe_seconds"), [S9_TARGET_SECONDS], note),
+        _row("S9", "disconnected -> reconnected with all rooms", "s", False,
+             f"target {S9_TARGET_SECONDS:g} s", None,
+             _values(results, "resubscribe_seconds"), [S9_TARGET_SECONDS]),
+    ]
+    for row in rows:
+        row.status = ("met" if not failed and not missing
+                      and row.botkit_median <= S9_TARGET_SECONDS else "missed")
+    return rows, results
+
+
 ALL: list[tuple[str, Callable[[Bench], tuple[list[Row], Any]]]] = [
     ("S1", s1), ("S2", s2), ("S3a", s3a), ("S3b", s3b), ("S4", s4s5), ("S6", s6), ("S7", s7),
-    ("S8", s8),
+    ("S8", s8), ("S9", s9),
 ]

@@ -90,8 +90,8 @@ async def test_past_the_budget_the_reader_waits_and_nothing_is_lost(
         await asyncio.sleep(0.3)
         # Stopped once about 2000 bytes of messages were held (one message more at most).
         assert 1 <= client.publications < 60
-        assert client._held_bytes > 2000
-        assert client._held_bytes - 2000 < max(size for _, size in client._held) + 1
+        assert client.read_ahead.held_bytes > 2000
+        assert client.read_ahead.held_bytes - 2000 < client.read_ahead.largest_held + 1
         consumer.gate.set()
         await _until(lambda: len(consumer.seen) >= 60)
     assert consumer.seen == list(range(60))
@@ -124,7 +124,7 @@ async def test_close_gives_up_on_a_stuck_consumer(centrifugo: LocalCentrifugo,
         await client.aclose(flush_timeout=0.2)
     assert consumer.seen == []
     assert "not handed over" in caplog.text
-    assert client._feeder is None
+    assert not client.read_ahead.feeding
 
 
 async def test_a_failing_offer_or_consumer_is_counted_not_fatal(

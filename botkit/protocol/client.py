@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from pydantic_core import from_json as _fast_loads
-
 from botkit.errors import ConnectionClosedError, ProtocolError
+from botkit.protocol import _decode
 from botkit.protocol.codes import UnsubscribeAction, unsubscribe_action
 from botkit.protocol.events import (
     Connected,
@@ -35,41 +34,39 @@ from botkit.protocol.events import (
     Subscribed,
     Unsubscribed,
 )
+from botkit.protocol.timers import TimerEvent, TimerPolicy, Timers
 from botkit.protocol.types import ClientInfo, Publication, StreamPosition
 
-__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "ClientProtocol", "ConnectionState", "Subscription"]
+__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "ClientProtocol", "ProtocolState", "Subscription"]
+
+# Module globals, not attribute lookups: the receive path calls them per frame.
+_Malformed = _decode.Malformed
+_KNOWN_INFOS = _decode.KNOWN_INFOS
+_client_info = _decode.client_info
+_field = _decode.field
+_loads = _decode.loads
+_new_position = _decode.new_position
+_object = _decode.object_field
+_offset = _decode.uint
+_publication = _decode.publication
 
 DEFAULT_MAX_MESSAGE_SIZE = 65536
 """Centrifugo's default ``websocket.message_size_limit`` for one incoming WebSocket message."""
 
 _MAX_COMMAND_ID = 2**32 - 1  # ids are uint32 on the wire
-_MAX_UINT64 = 2**64 - 1  # offsets are uint64; ping and ttl are smaller unsigned integers
-_KNOWN_INFOS = 1024  # publishers' infos remembered per connection
 _PONG = "{}"
 # allow_nan=False: NaN/Infinity are not JSON; the server would close the socket with 3501 (a
 # terminal code) on such a frame, so the command raises ValueError before it is queued.
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
 
 
-def _loads(line: str) -> Any:
-    """Decode one frame: jiter (pydantic's JSON parser, already installed), about twice as fast
-    as the json module on a publication frame; whatever jiter refuses gets the json module's
-    verdict, so what is accepted is exactly what json.loads accepts (lone surrogates in
-    escapes, nesting deeper than jiter's 200 levels)."""
-    try:
-        return _fast_loads(line)
-    except ValueError:
-        return json.loads(line)
+class ProtocolState(Enum):
+    """Where one socket's protocol stands (the realtime client's own ConnectionState spans
+    reconnects and is another thing)."""
 
-
-class ConnectionState(Enum):
     DISCONNECTED = "disconnected"
     CONNECTING = "connecting"
     CONNECTED = "connected"
-
-
-class _Malformed(Exception):
-    """A frame that breaks the protocol; caught per line and turned into a counted drop."""
 
 
 @dataclass(slots=True)
@@ -89,117 +86,17 @@ class _Pending:
     recover_from: StreamPosition | None = None
 
 
-def _field(obj: dict[str, Any], key: str, kind: type, default: Any) -> Any:
-    value = obj.get(key, default)
-    # bool is an int in Python; the protocol never sends a boolean where a number belongs.
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise _Malformed(f"field {key!r} should be {kind.__name__}, got {type(value).__name__}")
-    return value
-
-
-def _offset(obj: dict[str, Any], key: str = "offset") -> int:
-    value: int = _field(obj, key, int, 0)
-    if value < 0:
-        raise _Malformed(f"field {key!r} is negative")
-    # A bigger number is not a uint64: kept as a position it would be sent back in a recover
-    # (and the server closes with 3501, terminal); as ping/ttl float() would overflow.
-    if value > _MAX_UINT64:
-        raise _Malformed(f"field {key!r} is out of range")
-    return value
-
-
-def _object(obj: dict[str, Any], key: str) -> dict[str, Any]:
-    value: dict[str, Any] = _field(obj, key, dict, {})
-    return value
-
-
-def _client_info(raw: Any, known: dict[tuple[str, str], ClientInfo] | None = None) -> ClientInfo:
-    if not isinstance(raw, dict):
-        raise _Malformed("client info should be an object")
-    user, client = raw.get("user", ""), raw.get("client", "")
-    conn_info, chan_info = raw.get("conn_info"), raw.get("chan_info")
-    if (known is not None and type(user) is str and type(client) is str
-            and conn_info is None and chan_info is None):
-        # The few publishers of a room publish again and again: their (immutable) info is
-        # made once, not per publication. Bounded: forgotten wholesale when it fills up.
-        info = known.get((user, client))
-        if info is None:
-            if len(known) >= _KNOWN_INFOS:
-                known.clear()
-            info = known[user, client] = ClientInfo(user, client)
-        return info
-    return ClientInfo(user=_field(raw, "user", str, ""), client=_field(raw, "client", str, ""),
-                      conn_info=conn_info, chan_info=chan_info)
-
-
-def _tags(raw: dict[str, Any]) -> dict[str, str]:
-    tags = _object(raw, "tags")
-    if not all(isinstance(v, str) for v in tags.values()):
-        raise _Malformed("tags should map strings to strings")
-    return tags
-
-
-def _publication(channel: str, raw: Any,
-                 known: dict[tuple[str, str], ClientInfo] | None = None) -> Publication:
-    if not isinstance(raw, dict):
-        raise _Malformed("publication should be an object")
-    # The common case (an exact int in range, no tags) is read directly; anything else takes
-    # the checking path, which words the error. Checked in the same order either way: offset,
-    # info, tags.
-    offset = raw.get("offset", 0)
-    if type(offset) is not int or not 0 <= offset <= _MAX_UINT64:
-        offset = _offset(raw)
-    info = raw.get("info")
-    if info is not None:
-        info = _client_info(info, known)
-    tags = raw.get("tags")
-    tags = {} if tags is None and "tags" not in raw else _tags(raw)
-    return _new_publication(channel, raw.get("data"), offset, info, tags)
-
-
-def _slot_setter(cls: type, name: str) -> Any:
-    return cls.__dict__[name].__set__
-
-
-# Publications and stream positions are made once per message. A frozen dataclass's __init__
-# sets each field through object.__setattr__; writing the slots directly is twice as fast and
-# makes the very same object (checked by tests/protocol/test_fast_paths.py).
-_new_object = object.__new__
-_set_pub = tuple(_slot_setter(Publication, name)
-                 for name in ("channel", "data", "offset", "info", "tags"))
-_set_pos = tuple(_slot_setter(StreamPosition, name) for name in ("offset", "epoch"))
-
-
-def _new_publication(channel: str, data: Any, offset: int, info: ClientInfo | None,
-                     tags: dict[str, str]) -> Publication:
-    publication = _new_object(Publication)
-    set_channel, set_data, set_offset, set_info, set_tags = _set_pub
-    set_channel(publication, channel)
-    set_data(publication, data)
-    set_offset(publication, offset)
-    set_info(publication, info)
-    set_tags(publication, tags)
-    return publication
-
-
-def _new_position(offset: int, epoch: str) -> StreamPosition:
-    position = _new_object(StreamPosition)
-    set_offset, set_epoch = _set_pos
-    set_offset(position, offset)
-    set_epoch(position, epoch)
-    return position
-
-
 class ClientProtocol:
     """One client connection's protocol state. Reusable across reconnects: call
     :meth:`connection_lost` when a socket dies and :meth:`connect` on the next one."""
 
     def __init__(self, *, name: str = "botkit", version: str = "",
-                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+                 timers: TimerPolicy | None = None) -> None:
         self.name = name[:16]
         self.version = version[:64]
         self.max_message_size = max_message_size
-        self.state = ConnectionState.DISCONNECTED
+        self.state = ProtocolState.DISCONNECTED
         self.drops: Counter[str] = Counter()
         """Frames dropped, by reason; a drop is counted, never raised."""
         self._next_id = 1
@@ -208,6 +105,10 @@ class ClientProtocol:
         self._pong = False
         self._subscriptions: dict[str, Subscription] = {}
         self._infos: dict[tuple[str, str], ClientInfo] = {}
+        self.timers = Timers(timers)
+        """Deadlines as data; the transport drives them with :meth:`next_deadline` and
+        :meth:`fire_timers`."""
+        self._now = 0.0  # the time the caller gave with the message being received
 
     # -- state -------------------------------------------------------------------------------
 
@@ -229,16 +130,31 @@ class ClientProtocol:
         self._pending.clear()
         self._outgoing.clear()
         self._pong = False
-        self.state = ConnectionState.DISCONNECTED
+        self.state = ProtocolState.DISCONNECTED
+        self.timers.connection_lost()
         for sub in self._subscriptions.values():
             sub.subscribed = False
         return lost
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`fire_timers` should next be called (None: no deadline is set)."""
+        return self.timers.next_deadline()
+
+    def fire_timers(self, now: float) -> list[TimerEvent]:
+        """The timer events due at ``now`` (the caller's clock, as given everywhere else)."""
+        return self.timers.fire(now)
 
     # -- commands ----------------------------------------------------------------------------
 
     def _command(self, method: str, body: dict[str, Any], *, channel: str = "",
                  recover_from: StreamPosition | None = None) -> int:
-        if method != "connect" and self.state is not ConnectionState.CONNECTED:
+        state = self.state
+        # A subscribe may follow connect in the same message (the server handles frames in
+        # order), so a connection is subscribed in one round trip.
+        if state is not ProtocolState.CONNECTED and method != "connect" and not (
+                method == "subscribe" and state is ProtocolState.CONNECTING):
             raise ConnectionClosedError(f"cannot send {method}: the connection is not open")
         command_id = self._next_id
         frame = _dumps({"id": command_id, method: body})
@@ -251,9 +167,9 @@ class ClientProtocol:
         self._outgoing.append(frame)
         return command_id
 
-    def connect(self, token: str, *, data: Any = None) -> int:
+    def connect(self, token: str, *, data: Any = None, now: float = 0.0) -> int:
         """Start a connection on a fresh socket: the first command must be connect."""
-        if self.state is not ConnectionState.DISCONNECTED:
+        if self.state is not ProtocolState.DISCONNECTED:
             raise ProtocolError("connect was already sent on this connection")
         body: dict[str, Any] = {"token": token, "name": self.name}
         if self.version:
@@ -261,13 +177,15 @@ class ClientProtocol:
         if data is not None:
             body["data"] = data
         command_id = self._command("connect", body)
-        self.state = ConnectionState.CONNECTING
+        self.state = ProtocolState.CONNECTING
+        self.timers.connect_sent(now)
         return command_id
 
     def subscribe(self, channel: str, token: str = "", *, recoverable: bool = True,
-                  positioned: bool = True, join_leave: bool = False) -> int:
+                  positioned: bool = True, join_leave: bool = False, now: float = 0.0) -> int:
         """Subscribe, or subscribe again after a reconnect: a known position is sent with
-        ``recover`` so the server replays what this client missed."""
+        ``recover`` so the server replays what this client missed. Allowed right after
+        connect; the reply is due by ``now`` plus the command timeout."""
         sub = self._subscriptions.get(channel)
         body: dict[str, Any] = {"channel": channel}
         if token:
@@ -285,18 +203,20 @@ class ClientProtocol:
                                    recover_from=recover_from)
         # Only a command that was queued is remembered: one that raised changes nothing.
         self._subscriptions.setdefault(channel, Subscription(channel))
+        self.timers.subscribe_sent(command_id, channel, now)
         return command_id
 
     def unsubscribe(self, channel: str) -> int:
         """Leave a channel. Raises like every command when the connection is not open and
         then forgets nothing; :meth:`forget` drops the state without telling the server."""
         command_id = self._command("unsubscribe", {"channel": channel}, channel=channel)
-        self._subscriptions.pop(channel, None)
+        self.forget(channel)
         return command_id
 
     def forget(self, channel: str) -> None:
         """Drop a subscription's state without a command (the server already ended it)."""
         self._subscriptions.pop(channel, None)
+        self.timers.forget(channel)
 
     def publish(self, channel: str, data: Any) -> int:
         return self._command("publish", {"channel": channel, "data": data}, channel=channel)
@@ -343,8 +263,11 @@ class ClientProtocol:
 
     # -- incoming ----------------------------------------------------------------------------
 
-    def receive(self, text: str) -> list[Event]:
-        """Events from one WebSocket message (one or more newline-joined frames)."""
+    def receive(self, text: str, now: float = 0.0) -> list[Event]:
+        """Events from one WebSocket message (one or more newline-joined frames) that arrived
+        at ``now``: any message proves the server alive."""
+        self._now = now
+        self.timers.heard(now)
         events: list[Event] = []
         body = text.rstrip("\n")
         if not body:
@@ -376,7 +299,7 @@ class ClientProtocol:
             raise _Malformed("frame is neither a reply, a push nor a ping")
 
     def _ping(self) -> Ping:
-        if self.state is ConnectionState.CONNECTED and self._pong:
+        if self.state is ProtocolState.CONNECTED and self._pong:
             self._outgoing.append(_PONG)
             return Ping(pong_queued=True)
         return Ping()
@@ -387,11 +310,13 @@ class ClientProtocol:
         pending = self._pending.pop(command_id, None) if type(command_id) is int else None
         if pending is None:
             raise _Malformed("reply to no pending command")
+        if pending.method == "subscribe":
+            self.timers.subscribe_answered(command_id)
         try:
             events.extend(self._reply_events(command_id, pending, frame))
         except _Malformed as exc:
             if pending.method == "connect":
-                self.state = ConnectionState.DISCONNECTED
+                self._connect_failed()
             events.append(MalformedReply(command_id, pending.method, str(exc)))
 
     def _reply_events(self, command_id: int, pending: _Pending,
@@ -401,7 +326,7 @@ class ClientProtocol:
             error = _object(frame, "error")
             if method == "connect":
                 # After a failed connect the server treats the socket as unusable.
-                self.state = ConnectionState.DISCONNECTED
+                self._connect_failed()
             return [ErrorReply(command_id, method, _field(error, "code", int, 0),
                                _field(error, "message", str, ""),
                                _field(error, "temporary", bool, False), pending.channel)]
@@ -410,7 +335,23 @@ class ClientProtocol:
             return [self._connected(command_id, result)]
         if method == "subscribe":
             return self._subscribed(command_id, pending, result)
+        if method == "refresh" or method == "sub_refresh":
+            self._refreshed(pending.channel, result)
         return [Reply(command_id, method, result)]
+
+    def _connect_failed(self) -> None:
+        self.state = ProtocolState.DISCONNECTED
+        self.timers.connection_lost()  # nothing sent on this socket will be answered now
+
+    def _refreshed(self, channel: str, result: dict[str, Any]) -> None:
+        expires: bool = _field(result, "expires", bool, False)
+        ttl = float(_offset(result, "ttl"))
+        if channel and channel not in self._subscriptions:
+            return  # unsubscribed while the refresh was in flight
+        if expires:
+            self.timers.token_expires(channel, self._now, ttl)
+        else:
+            self.timers.token_lasts(channel)
 
     def _connected(self, command_id: int, result: dict[str, Any]) -> Connected:
         event = Connected(
@@ -421,8 +362,11 @@ class ClientProtocol:
             pong=_field(result, "pong", bool, False),
             expires=_field(result, "expires", bool, False),
             ttl=float(_offset(result, "ttl")))
-        self.state = ConnectionState.CONNECTED
+        self.state = ProtocolState.CONNECTED
         self._pong = event.pong
+        self.timers.connected(self._now, event.ping_interval)
+        if event.expires:
+            self.timers.token_expires("", self._now, event.ttl)
         return event
 
     def _subscribed(self, command_id: int, pending: _Pending,
@@ -443,6 +387,8 @@ class ClientProtocol:
         if sub is None:  # unsubscribed while the subscribe was in flight
             return [event]
         sub.recoverable, sub.subscribed = recoverable, True
+        if event.expires:
+            self.timers.token_expires(channel, self._now, event.ttl)
         events: list[Event] = [event]
         lost_from = pending.recover_from
         if lost_from is not None and not recovered:

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from botkit.realtime.client import (
-    ClientOptions,
-    RealtimeClient,
-    SubscriptionTokenProvider,
-    TokenProvider,
-)
+from botkit.realtime.client import RealtimeClient
 from botkit.realtime.events import (
     ClientEvent,
     ConnectionState,
@@ -15,6 +10,7 @@ from botkit.realtime.events import (
     SubscriptionEnded,
     SubscriptionFailed,
 )
+from botkit.realtime.options import ClientOptions, SubscriptionTokenProvider, TokenProvider
 
 __all__ = [
     "ClientEvent",

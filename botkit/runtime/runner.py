@@ -30,6 +30,7 @@ from botkit.realtime import (
     RealtimeClient,
     SubscriptionFailed,
 )
+from botkit.redact import safe_url
 from botkit.runtime.core import BotCore, BotStats, LoadedBot, static_schedules
 from botkit.runtime.lanes import Lane
 from botkit.serverapi.client import ServerApi
@@ -108,17 +109,20 @@ class BotRunner:
         await self._wait_connected(stop)
         if stop.is_set():
             return
+        # Every room at once: one message out, one round trip, however many rooms.
+        outcomes = await self.client.subscribe_all(self.channels.values())
         for room, channel in self.channels.items():
-            try:
-                await self.client.subscribe(channel)
-            except SubscriptionError as exc:
-                self.stats.subscription_failures += 1
-                log.error("bot %s: cannot subscribe room %s: %s", self.config.name, room, exc)
-                continue
-            except RealtimeTimeoutError:
+            error = outcomes[channel]
+            if isinstance(error, RealtimeTimeoutError):
                 # The client keeps trying in the background; the bot serves its other rooms.
                 log.warning("bot %s: room %s is not subscribed yet; still trying",
                             self.config.name, room)
+            elif isinstance(error, SubscriptionError):
+                self.stats.subscription_failures += 1
+                log.error("bot %s: cannot subscribe room %s: %s", self.config.name, room, error)
+                continue
+            elif error is not None:
+                raise error  # the client ended (closed, or refused for good)
             await self._lanes[channel].put(_Resync(announce=False))
         await self.core.start()
         self.ready.set()
@@ -140,7 +144,8 @@ class BotRunner:
                 await self.client.wait_connected(15.0)
                 return
             except RealtimeTimeoutError:
-                log.warning("bot %s: still connecting to %s", self.config.name, self.client.url)
+                log.warning("bot %s: still connecting to %s", self.config.name,
+                            safe_url(self.client.url))
 
     async def _shutdown(self, grace: float) -> None:
         deadline = time.monotonic() + grace

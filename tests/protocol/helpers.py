@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from botkit.protocol import ClientProtocol, Connected, ConnectionState, Subscribed
+from botkit.protocol import ClientProtocol, Connected, ProtocolState, Subscribed
 
 EPOCH = "XyZa"
 
@@ -34,7 +34,7 @@ def connected(*, pong: bool = True, **protocol_options: Any) -> ClientProtocol:
     assert protocol.connect("token") == 1
     events = protocol.receive(connect_reply(pong=pong))
     assert isinstance(events[0], Connected)
-    assert protocol.state is ConnectionState.CONNECTED
+    assert protocol.state is ProtocolState.CONNECTED
     protocol.data_to_send()
     return protocol
 

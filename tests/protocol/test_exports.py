@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import botkit.protocol as protocol
-from botkit.protocol import backoff, client, codes, events, results, types
+from botkit.protocol import backoff, client, codes, events, results, timers, types
 
 
 def test_every_exported_name_exists() -> None:
@@ -13,5 +13,5 @@ def test_every_exported_name_exists() -> None:
 
 def test_package_exports_exactly_its_modules_public_names() -> None:
     assert len(set(protocol.__all__)) == len(protocol.__all__)
-    modules = (backoff, client, codes, events, results, types)
+    modules = (backoff, client, codes, events, results, timers, types)
     assert set(protocol.__all__) == {name for m in modules for name in m.__all__}

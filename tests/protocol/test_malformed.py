@@ -12,12 +12,12 @@ import pytest
 
 from botkit.protocol import (
     ClientProtocol,
-    ConnectionState,
     ErrorReply,
     Event,
     Joined,
     MalformedReply,
     Ping,
+    ProtocolState,
     Publication,
     Reply,
     ReplyEvent,
@@ -175,7 +175,7 @@ def test_wrongly_typed_push_is_one_drop_and_changes_nothing(push: Any, reason: s
     drop = _dropped(protocol, frame({"push": push}))
     assert reason in drop
     assert protocol.subscriptions == before
-    assert protocol.state is ConnectionState.CONNECTED
+    assert protocol.state is ProtocolState.CONNECTED
     # The protocol carries on: the next good frame is handled.
     assert protocol.receive(pub_push("chat:a", 42)) == [Publication("chat:a", {"text": "hi"}, 42)]
 
@@ -277,7 +277,7 @@ def test_huge_ping_interval_fails_connect_instead_of_raising() -> None:
     [event] = protocol.receive('{"id":1,"connect":{"ping":' + "9" * 400 + "}}")
     assert isinstance(event, MalformedReply)
     assert "'ping' is out of range" in event.reason
-    assert protocol.state is ConnectionState.DISCONNECTED
+    assert protocol.state is ProtocolState.DISCONNECTED
 
 
 @pytest.mark.timeout(10)
@@ -457,7 +457,7 @@ def _check(protocol: ClientProtocol, text: str, case: int) -> None:
     # Exactly one pong per answered ping, and only on an open connection.
     pongs = sum(1 for e in events if isinstance(e, Ping) and e.pong_queued)
     if pongs:
-        assert protocol.state is ConnectionState.CONNECTED
+        assert protocol.state is ProtocolState.CONNECTED
     assert protocol.data_to_send() == (["\n".join(["{}"] * pongs)] if pongs else []), case
 
 

@@ -1,0 +1,343 @@
+"""One WebSocket from open to close: the asyncio shell around the sans-I/O protocol.
+
+A reader feeds each message to :class:`~botkit.protocol.ClientProtocol` and acts on its events,
+a writer sends what the protocol queued, and a timer task sleeps until the protocol's next
+deadline and acts on what :meth:`~botkit.protocol.ClientProtocol.fire_timers` reports. All
+three belong to one task group and end together, whatever ended the connection: the peer's
+close frame, a reset, a failed send, a dead server, an overdue reply. :meth:`Connection.run`
+never raises for any of these; it returns an :class:`Outcome` with the close code, which the
+supervisor honours.
+
+Connect and the subscribes of every wanted channel go out in the same message; the connection
+counts as connected (``on_connected``) once the connect reply and the replies to those
+subscribes are in: one round trip, however many channels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from botkit.errors import (
+    BotkitError,
+    ConnectionClosedError,
+    ProtocolError,
+    RealtimeTimeoutError,
+    ReplyError,
+    TerminalDisconnectError,
+    TokenError,
+)
+from botkit.protocol import (
+    Connected,
+    ConnectTimedOut,
+    Disconnected,
+    ErrorAction,
+    ErrorReply,
+    Event,
+    Joined,
+    Left,
+    LivenessLost,
+    Ping,
+    Publication,
+    RefreshDue,
+    ReplyEvent,
+    ResubscribeDue,
+    StreamGap,
+    SubscribeTimedOut,
+    TimerEvent,
+    Unsubscribed,
+    error_action,
+)
+from botkit.realtime.link import (
+    CLOSE_ABNORMAL,
+    CLOSE_CONNECT_TIMEOUT,
+    CLOSE_NO_PING,
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL,
+    CLOSE_SUBSCRIBE_TIMEOUT,
+    CLOSE_TIMEOUT,
+    Link,
+    Outcome,
+)
+from botkit.realtime.options import mint
+from botkit.redact import safe_url
+
+__all__ = ["Connection"]
+
+log = logging.getLogger("botkit.realtime")
+
+
+class Connection:
+    """One socket's reader, writer and timers, and the commands waiting for its replies."""
+
+    def __init__(self, link: Link, ws: ClientConnection) -> None:
+        self.link = link
+        self.client_id = ""
+        self.open = False
+        """The connect reply arrived: commands may be sent."""
+        self.established = False
+        """Reported CONNECTED: the connect reply and the replies to the subscribes sent with it
+        are in. Only an established connection ends as DISCONNECTED."""
+        self._ws = ws
+        self._protocol = link.protocol
+        self._waiters: dict[int, asyncio.Future[ReplyEvent]] = {}
+        self._handshake: set[int] = set()  # subscribes sent with connect, not answered yet
+        self._writable = asyncio.Event()
+        self._timers_changed = asyncio.Event()
+        self._ended = asyncio.Event()
+        self._local: tuple[int, str] | None = None
+        self._failure: BotkitError | None = None
+
+    # -- the supervisor's and the facade's interface -------------------------------------------
+
+    def end(self, code: int, reason: str, failure: BotkitError | None = None, *,
+            abort: bool = False) -> None:
+        """End the connection for a reason of ours (the first reason given wins)."""
+        if self._ended.is_set():
+            return
+        self._local = (code, reason)
+        self._failure = failure
+        if abort and self._ws.transport is not None:
+            self._ws.transport.abort()  # a dead peer would never answer a closing handshake
+        self._ended.set()
+
+    def kick(self) -> None:
+        """Commands or deadlines were queued: wake the writer and the timer task."""
+        self._writable.set()
+        self._timers_changed.set()
+
+    async def request(self, build: Callable[[], int]) -> ReplyEvent:
+        """Queue the command ``build`` makes and wait for its reply (bounded)."""
+        if self._ended.is_set():
+            raise ConnectionClosedError("the connection was lost")
+        command_id = build()
+        future: asyncio.Future[ReplyEvent] = asyncio.get_running_loop().create_future()
+        self._waiters[command_id] = future
+        self._writable.set()
+        timeout = self.link.options.command_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError as exc:
+            raise RealtimeTimeoutError(f"no reply within {timeout:.0f}s") from exc
+        finally:
+            self._waiters.pop(command_id, None)
+
+    # -- the connection's life -----------------------------------------------------------------
+
+    async def run(self) -> Outcome:
+        protocol, link = self._protocol, self.link
+        protocol.connection_lost()  # a fresh socket: no deadline or command of the last one
+        link.subscriptions.connection_lost()
+        try:
+            try:
+                await self._handshake_out()
+            except TokenError as exc:
+                self.end(CLOSE_NORMAL, "no connection token", exc)
+            if not self._ended.is_set():
+                async with asyncio.TaskGroup() as group:
+                    tasks = [group.create_task(self._read(), name="realtime reader"),
+                             group.create_task(self._write(), name="realtime writer"),
+                             group.create_task(self._tick(), name="realtime timers")]
+                    await self._ended.wait()
+                    for task in tasks:
+                        task.cancel()
+        except Exception as exc:
+            # A bug of ours costs this connection (the supervisor reconnects), not the client.
+            log.exception("realtime connection to %s failed unexpectedly", safe_url(link.url))
+            self.end(CLOSE_PROTOCOL, "internal error", ProtocolError(f"internal error: {exc!r}"))
+        finally:
+            protocol.connection_lost()
+            link.subscriptions.connection_lost()
+            closed = ConnectionClosedError("the connection was lost")
+            for future in self._waiters.values():
+                if not future.done():
+                    future.set_exception(closed)
+            try:
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    code, reason = self._local or (CLOSE_NORMAL, "")
+                    await self._ws.close(code, reason)
+            except Exception:
+                # A peer that does not answer the closing handshake, or a code the peer sent
+                # that may not be sent back: the socket goes anyway.
+                if self._ws.transport is not None:
+                    self._ws.transport.abort()
+        code, reason = self._close_code()
+        return Outcome(self.established, code, reason, self._failure)
+
+    def _close_code(self) -> tuple[int, str]:
+        if self._local is not None:
+            return self._local
+        received = self._ws.protocol.close_rcvd
+        if received is not None:
+            return received.code, received.reason
+        return CLOSE_ABNORMAL, "connection lost"
+
+    async def _handshake_out(self) -> None:
+        """Connect and every wanted channel's subscribe, in one message."""
+        token = await mint(self.link.token_provider)
+        self._protocol.connect(token, now=asyncio.get_running_loop().time())
+        self._handshake = set(await self.link.subscriptions.send())
+        self.kick()
+
+    async def _read(self) -> None:
+        ws, protocol, link = self._ws, self._protocol, self.link
+        offer_now, emit_declined = link.delivery.offer_now, link.delivery.emit_declined
+        counters = link.counters
+        clock = asyncio.get_running_loop().time
+        recv = ws.recv
+        try:
+            # recv() in a loop rather than "async for": the same messages, without an async
+            # generator's step per message.
+            while True:
+                message = await recv()
+                if isinstance(message, bytes):
+                    protocol.drops["binary message"] += 1
+                    continue
+                events = protocol.receive(message, clock())
+                if not events:
+                    continue
+                # Every event held in the read-ahead counts: a share of its message's size.
+                cost = len(message) if len(events) == 1 else len(message) // len(events)
+                for event in events:
+                    if type(event) is Publication:
+                        counters.publications += 1
+                        if not offer_now(event):
+                            await emit_declined(event, cost)
+                    else:
+                        await self._dispatch(event, cost)
+        except websockets.ConnectionClosed:
+            self._end_by_peer()
+
+    def _end_by_peer(self) -> None:
+        """The socket closed under us: the code is the one the peer sent, if any."""
+        self._ended.set()
+
+    async def _write(self) -> None:
+        protocol, ws, writable = self._protocol, self._ws, self._writable
+        try:
+            while True:
+                messages = protocol.data_to_send()
+                if not messages:
+                    writable.clear()
+                    await writable.wait()
+                    continue
+                for message in messages:
+                    await ws.send(message)
+        except websockets.ConnectionClosed:
+            self._end_by_peer()
+
+    async def _tick(self) -> None:
+        protocol, changed = self._protocol, self._timers_changed
+        loop = asyncio.get_running_loop()
+        while True:
+            changed.clear()
+            for event in protocol.fire_timers(loop.time()):
+                await self._on_timer(event)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(protocol.next_deadline()):
+                    await changed.wait()
+
+    async def _on_timer(self, event: TimerEvent) -> None:
+        url = safe_url(self.link.url)
+        if isinstance(event, LivenessLost):
+            log.warning("nothing from %s for %.0fs; reconnecting", url, event.silent_for)
+            self.end(CLOSE_NO_PING, "no ping", abort=True)
+        elif isinstance(event, ConnectTimedOut):
+            self.end(CLOSE_CONNECT_TIMEOUT, "no reply to connect",
+                     RealtimeTimeoutError("no reply to connect"), abort=True)
+        elif isinstance(event, SubscribeTimedOut):
+            # A live server that leaves subscribes unanswered is in trouble: a new connection
+            # subscribes them all again, with recovery, in one round trip.
+            self.link.subscriptions.timed_out(event.channels)
+            self.end(CLOSE_SUBSCRIBE_TIMEOUT, "subscribe timeout", RealtimeTimeoutError(
+                f"{len(event.channels)} subscribe(s) unanswered"), abort=True)
+        elif isinstance(event, ResubscribeDue):
+            self.link.subscriptions.retry_due(event.channels)
+            if await self.link.subscriptions.send(event.channels):
+                self.kick()
+        else:
+            await self._refresh(event)
+
+    async def _refresh(self, event: RefreshDue) -> None:
+        """Send a refresh; its reply reschedules the next one (a failure is retried soon, and
+        the server allows a grace period after expiry)."""
+        link, channel = self.link, event.channel
+        try:
+            if channel:
+                if link.sub_token_provider is None or channel not in link.subscriptions:
+                    self._protocol.timers.token_lasts(channel)  # nothing to refresh it with
+                    return
+                token = await mint(link.sub_token_provider, channel)
+                self._protocol.sub_refresh(channel, token)
+            else:
+                token = await mint(link.token_provider)
+                self._protocol.refresh(token)
+        except (TokenError, ConnectionClosedError) as exc:
+            log.warning("token refresh for %s failed: %s", channel or "the connection", exc)
+            return
+        self._writable.set()
+
+    async def _dispatch(self, event: Event, cost: int) -> None:
+        if isinstance(event, ReplyEvent):
+            self._timers_changed.set()  # a reply may have set a deadline (a token's refresh)
+            await self._on_reply(event)
+        elif isinstance(event, Joined | Left | StreamGap):
+            await self.link.delivery.emit(event, cost)
+        elif isinstance(event, Ping):
+            if event.pong_queued:
+                self._writable.set()
+        elif isinstance(event, Unsubscribed):
+            self._protocol.timers.forget(event.channel)
+            if await self.link.subscriptions.on_unsubscribed(event):
+                if await self.link.subscriptions.send([event.channel]):
+                    self.kick()
+            else:
+                self._protocol.forget(event.channel)
+        elif isinstance(event, Disconnected):
+            self.end(event.code, event.reason)
+
+    async def _on_reply(self, reply: ReplyEvent) -> None:
+        method = reply.method
+        if method == "subscribe":
+            await self.link.subscriptions.settle(reply)
+            self._handshake.discard(reply.id)
+            await self._maybe_connected()
+        elif isinstance(reply, Connected):
+            self.client_id = reply.client_id
+            self.open = True
+            # Channels wanted after connect went out follow now (not part of the handshake).
+            if await self.link.subscriptions.send():
+                self.kick()
+            await self._maybe_connected()
+        elif method == "connect":
+            self._connect_refused(reply)
+        else:
+            future = self._waiters.get(reply.id)
+            if future is not None and not future.done():
+                future.set_result(reply)
+            elif isinstance(reply, ErrorReply):
+                log.warning("%s refused: %s %s", method, reply.code, reply.message)
+
+    async def _maybe_connected(self) -> None:
+        if self.open and not self._handshake and not self.established:
+            self.established = True
+            await self.link.on_connected(self)
+
+    def _connect_refused(self, reply: ReplyEvent) -> None:
+        if isinstance(reply, ErrorReply):
+            if error_action(reply.code, reply.temporary) is ErrorAction.FAIL:
+                failure: BotkitError = TerminalDisconnectError(
+                    reply.code, reply.message, "the server refused the connect command")
+            else:
+                failure = ReplyError(reply.code, reply.message, reply.temporary,
+                                     method="connect")
+            self.end(CLOSE_NORMAL, "connect refused", failure)
+        else:
+            self.end(CLOSE_PROTOCOL, "malformed connect reply",
+                     ProtocolError(f"unexpected reply to connect: {reply}"))

@@ -1,0 +1,162 @@
+"""Handing received events to the consumer, in order, with a bounded read-ahead.
+
+Events go to ``on_event`` when given, else into a bounded queue read with :meth:`next_event`.
+``on_event`` is awaited by the connection's reader, which is how backpressure reaches the
+socket; it must never wait for a reply of this same connection, since only the reader can
+deliver that reply.
+
+With ``offer_event`` as well (the runtime gives one), the reader never waits for a busy consumer
+while less than ``read_ahead_bytes`` is held: ``offer_event`` takes an event at once or
+declines, and a declined event (and every one after it, in order) waits in the read-ahead,
+which a feeder task hands to ``on_event``. Every held item counts against the budget: by the
+size of the message it came in (shared among that message's events), and never less than
+:data:`MIN_EVENT_COST`, so joins, leaves, gaps and state changes cannot fill memory for free.
+Past the budget the reader waits, and the socket pushes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+
+from botkit.errors import RealtimeError
+from botkit.realtime.events import ClientEvent
+
+__all__ = ["MIN_EVENT_COST", "Delivery", "EventOffer", "EventSink"]
+
+log = logging.getLogger("botkit.realtime")
+
+EventSink = Callable[[ClientEvent], Awaitable[None]]
+EventOffer = Callable[[ClientEvent], bool]
+
+MIN_EVENT_COST = 128
+"""Bytes an event counts for at least: about what a small event and its place in the queue
+take in memory, whatever the size of the frame it came in."""
+
+
+class Delivery:
+    """The consumer's side of one realtime client (shared by its successive connections)."""
+
+    def __init__(self, *, on_event: EventSink | None, offer_event: EventOffer | None,
+                 queue_size: int, read_ahead_bytes: int, drops: Counter[str]) -> None:
+        self.queue: asyncio.Queue[ClientEvent] | None = None
+        if on_event is None:
+            self.queue = asyncio.Queue(queue_size)
+            on_event = self.queue.put
+        self._sink = on_event
+        self._offer = offer_event if self.queue is None else None
+        self._budget = read_ahead_bytes
+        self._drops = drops
+        self._held: deque[tuple[ClientEvent, int]] = deque()
+        self._held_bytes = 0
+        self._feeder: asyncio.Task[None] | None = None
+        self._room: asyncio.Future[None] | None = None
+
+    @property
+    def held_bytes(self) -> int:
+        """What the read-ahead holds, as counted against ``read_ahead_bytes``."""
+        return self._held_bytes
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    @property
+    def largest_held(self) -> int:
+        return max((cost for _, cost in self._held), default=0)
+
+    @property
+    def feeding(self) -> bool:
+        return self._feeder is not None
+
+    async def next_event(self, timeout: float | None = None) -> ClientEvent:
+        if self.queue is None:
+            raise RealtimeError("events go to on_event; there is no queue to read")
+        async with asyncio.timeout(timeout):
+            return await self.queue.get()
+
+    async def emit(self, event: ClientEvent, cost: int = MIN_EVENT_COST) -> None:
+        """Hand ``event`` over (it counts ``cost`` bytes if it has to wait in the read-ahead)."""
+        if not self.offer_now(event):
+            await self.emit_declined(event, cost)
+
+    def offer_now(self, event: ClientEvent) -> bool:
+        """The reader's fast path, without a coroutine: True when the consumer took ``event``
+        at once (or failed on it, which is counted); False when it must be awaited."""
+        offer = self._offer
+        if offer is None or self._held:
+            return False
+        try:
+            return offer(event)
+        except Exception:
+            self._sink_failed(event)
+            return True
+
+    async def emit_declined(self, event: ClientEvent, cost: int) -> None:
+        """What :meth:`offer_now` did not take: awaited by on_event, or held in order."""
+        if self._offer is None:
+            try:
+                await self._sink(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._sink_failed(event)
+            return
+        await self._hold(event, max(cost, MIN_EVENT_COST))
+
+    async def _hold(self, event: ClientEvent, cost: int) -> None:
+        """Put ``event`` in the read-ahead; wait only when the read-ahead is over budget."""
+        self._held.append((event, cost))
+        self._held_bytes += cost
+        if self._feeder is None:
+            # Owned here: aclose() waits for it (bounded) and cancels what is left.
+            self._feeder = asyncio.create_task(self._feed(), name="realtime read-ahead")
+        while self._held_bytes > self._budget and self._held:
+            self._room = asyncio.get_running_loop().create_future()
+            try:
+                await self._room
+            finally:
+                self._room = None
+
+    async def _feed(self) -> None:
+        """Hand the read-ahead to on_event, in order, until it is empty."""
+        held = self._held
+        try:
+            while held:
+                event, cost = held[0]
+                try:
+                    await self._sink(event)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self._sink_failed(event)
+                held.popleft()
+                self._held_bytes -= cost
+                room = self._room
+                if room is not None and not room.done() and self._held_bytes <= self._budget:
+                    room.set_result(None)
+        finally:
+            self._feeder = None
+            room = self._room
+            if room is not None and not room.done():
+                room.set_result(None)
+
+    def _sink_failed(self, event: ClientEvent) -> None:
+        # A consumer's bug must not kill the connection; it is logged and counted.
+        log.exception("event handler failed on %s", type(event).__name__)
+        self._drops["event handler error"] += 1
+
+    async def aclose(self, flush_timeout: float) -> None:
+        """Give what is held up to ``flush_timeout`` seconds to reach on_event, then drop it."""
+        feeder = self._feeder
+        if feeder is None:
+            return
+        await asyncio.wait([feeder], timeout=flush_timeout)
+        if not feeder.done():
+            log.warning("closing with %d received event(s) not handed over", len(self._held))
+            feeder.cancel()
+            await asyncio.wait([feeder])
+        self._held.clear()
+        self._held_bytes = 0

@@ -121,3 +121,23 @@ async def test_bot_survives_a_spoiled_publish_reply(
         assert api.stats.retries - retries == 1
         assert stats_of(runtime).handler_errors == 0, "a handler saw the fault"
         assert runtime.runners["flaky"].services.replies_sent == len(room.sent)
+
+
+async def test_bot_survives_a_malformed_presence_reply(
+        centrifugo: LocalCentrifugo, fault_proxy: FaultProxy) -> None:
+    """The presence the bot reads when it (re)subscribes a room, answered with a presence map
+    that is not an object: that one read fails; the bot goes on."""
+    project = new_project()
+    yaml_text = bot_yaml(centrifugo, project, ["lobby"],
+                         api_url=fault_proxy.proxied(centrifugo.api_url))
+    fault_proxy.inject(Fault(rewrite=_edit_result(_set("presence", "everyone"))),
+                       match=for_method("presence"))
+    runtime = new_runtime(centrifugo, yaml_text)
+    async with serve(runtime), human(centrifugo, project, "lobby", "user_ann") as ann:
+        room = Room(centrifugo, project, "lobby", ann)
+        commands = [await room.command(f"after the fault {n}") for n in range(3)]
+        await room.wait_answered(commands, timeout=6)
+        assert fault_proxy.faults_pending == 0, "the fault was never applied"
+        await room.answered_once()
+        assert stats_of(runtime).handler_errors == 0
+        assert runtime.runners["flaky"].services.replies_sent == len(room.sent)

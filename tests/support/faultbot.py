@@ -71,22 +71,39 @@ async def serve(runtime: Runtime, *, ready_within: float = 15.0) -> AsyncIterato
     task = asyncio.create_task(runtime.run(), name="runtime under test")
     ready = asyncio.ensure_future(runtime.wait_ready())
     try:
-        done, _ = await asyncio.wait([ready, task], timeout=ready_within,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            task.result()
-            raise AssertionError("the runtime ended before it was ready")
-        if not done:
-            raise AssertionError(f"the runtime was not ready within {ready_within:g}s")
+        await _until_ready(task, ready, ready_within)
         yield runtime
-    finally:
-        ready.cancel()
-        runtime.stop()
-        async with asyncio.timeout(20):
-            await asyncio.wait([task])
-    # Only when the test itself passed: a runtime that ended on an error is a failure too.
-    if not task.cancelled() and task.exception() is not None:
-        raise AssertionError("the runtime ended on an error") from task.exception()
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        await _stop(runtime, task, ready)
+        error = None if task.cancelled() else task.exception()
+        if error is not None and error is not exc:
+            exc.add_note(f"meanwhile the runtime ended on an error: {error!r}")
+        raise
+    await _stop(runtime, task, ready)
+    error = None if task.cancelled() else task.exception()
+    if error is not None:
+        raise AssertionError("the runtime ended on an error") from error
+
+
+async def _until_ready(task: asyncio.Task[None], ready: asyncio.Future[None],
+                       within: float) -> None:
+    done, _ = await asyncio.wait([ready, task], timeout=within,
+                                 return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()
+        raise AssertionError("the runtime ended before it was ready")
+    if not done:
+        raise AssertionError(f"the runtime was not ready within {within:g}s")
+
+
+async def _stop(runtime: Runtime, task: asyncio.Task[None],
+                ready: asyncio.Future[None]) -> None:
+    ready.cancel()
+    runtime.stop()
+    async with asyncio.timeout(20):
+        await asyncio.wait([task])
 
 
 def client_of(runtime: Runtime) -> RealtimeClient:

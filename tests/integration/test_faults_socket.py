@@ -20,6 +20,7 @@ Runs against the real server and the dev hub.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -30,6 +31,7 @@ import httpx
 import pytest
 
 from botkit.dev.localserver import LocalCentrifugo
+from botkit.errors import TerminalDisconnectError
 from botkit.realtime import ConnectionState
 from botkit.runtime.supervisor import Runtime
 from botkit.tokens import chat_channel
@@ -243,3 +245,62 @@ async def test_cut_during_recovery(centrifugo: LocalCentrifugo,
             await room.wait_answered(missed + after, timeout=10)
             await room.answered_once()
             r.check_counters(len(room.sent))
+
+
+def _is_idle_cue(frame: dict[str, Any]) -> bool:
+    """The push of a publication whose text is "idle cue"."""
+    pub = frame.get("push", {}).get("pub") if isinstance(frame.get("push"), dict) else None
+    data = pub.get("data") if isinstance(pub, dict) else None
+    return isinstance(data, dict) and data.get("text") == "idle cue"
+
+
+@pytest.mark.parametrize("stage", ["subscribe", "refresh", "sub_refresh", "idle"])
+async def test_a_terminal_close_mid_command_stops_the_bot(
+        centrifugo: LocalCentrifugo, stage: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The server closes with 3500 (terminal: never reconnect) instead of answering a
+    command: the bot must stop and say why, not reconnect. ("idle": the close comes instead
+    of a push, with no command waiting for a reply.)"""
+    async with rig(centrifugo, ["lobby"], caplog, token_ttl="4s") as r:
+        match = _is_idle_cue if stage == "idle" else is_reply(stage)
+        trigger = r.tap.arm("down", match, on_cut=r.state, close=(3500, "invalid token"))
+        task = asyncio.create_task(r.runtime.run(), name="runtime under test")
+        try:
+            if stage == "idle":
+                await r.runtime.wait_ready()
+                async with human(centrifugo, r.project, "lobby", "user_ann") as ann:
+                    await ann.say("idle cue")
+            await trigger.wait(10)
+            done, _ = await asyncio.wait([task], timeout=5)
+        finally:
+            r.runtime.stop()
+            async with asyncio.timeout(20):
+                await asyncio.wait([task])
+        error = None if task.cancelled() else task.exception()
+        assert done, (
+            f"the bot went on after a terminal close: {r.proxy.connections_accepted} "
+            f"connection(s), reconnects={client_of(r.runtime).reconnects}")
+        assert error is not None, "the runtime ended without saying why"
+        found = _terminal_in(error)
+        assert found is not None, f"the bot stopped, but not on the terminal close: {error!r}"
+        assert found.code == 3500
+        assert r.proxy.connections_accepted == 1, "the bot reconnected after a terminal close"
+        # The runtime reports it as what it is (its cause), not as an unexpected failure.
+        assert isinstance(error.__cause__, TerminalDisconnectError), (
+            f"the terminal close reached the runtime wrapped: {error.__cause__!r}")
+
+
+def _terminal_in(error: BaseException | None) -> TerminalDisconnectError | None:
+    """The TerminalDisconnectError in ``error``'s causes or exception groups, if any."""
+    seen: set[int] = set()
+    todo = [error]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, TerminalDisconnectError):
+            return current
+        if isinstance(current, BaseExceptionGroup):
+            todo += current.exceptions
+        todo += [current.__cause__, current.__context__]
+    return None

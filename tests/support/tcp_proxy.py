@@ -30,6 +30,8 @@ Semantics of the faults:
   direction; returning an offset ``n`` forwards ``chunk[:n]`` and then cuts every connection,
   as :meth:`TcpProxy.cut` would, with the rest of the chunk lost. That is how a test cuts at an
   exact point of a protocol exchange (see ``tests/support/ws_tap.py``) instead of on a timer.
+  Returning ``(n, extra)`` sends ``extra`` bytes after ``chunk[:n]`` (a close frame, say) and
+  cuts a moment later, once the peer has had the time to read them.
 """
 
 from __future__ import annotations
@@ -52,16 +54,21 @@ _SETTLE_TIMEOUT = 5.0  # bound for cut()/aclose() waiting for connections to be 
 _URL_SCHEMES = frozenset({"ws", "wss", "http", "https"})
 
 
+_INJECT_GRACE = 0.2  # seconds for a peer to read injected bytes before the cut
+
+
 class _CutMarker:
-    """Queued after the bytes a tap let through: the pump cuts once they are written."""
+    """Queued after the bytes a tap let through: the pump cuts once they are written, after
+    ``grace`` seconds."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
 
 
-_CUT = _CutMarker()
-
-Tap = Callable[[int, str, bytes], int | None]
+Tap = Callable[[int, str, bytes], int | tuple[int, bytes] | None]
 """``tap(connection, direction, chunk)``: ``connection`` numbers the proxied connections from 1
 in accept order, ``direction`` is "up" (client to server) or "down". None forwards the chunk;
-an offset forwards that much of it and cuts."""
+an offset forwards that much of it and cuts; ``(offset, extra)`` also sends ``extra`` first."""
 
 
 def _abort(transport: asyncio.Transport, *, reset: bool) -> None:
@@ -183,13 +190,16 @@ class _Connection:
         direction = self.up if endpoint is self.client else self.down
         due = self._loop.time() + proxy._delay
         if data is not None and proxy.tap is not None:
-            cut_at = proxy._run_tap(self.number, direction.name, data)
-            if cut_at is not None:
+            verdict = proxy._run_tap(self.number, direction.name, data)
+            if verdict is not None:
+                cut_at, extra = verdict
                 self.tapped_cut = True
-                if cut_at > 0:
-                    direction.queue.put_nowait((due, data[:cut_at]))
-                    direction.pending += cut_at
-                direction.queue.put_nowait((due, _CUT))
+                for part in (data[:cut_at], extra):
+                    if part:
+                        direction.queue.put_nowait((due, part))
+                        direction.pending += len(part)
+                grace = _INJECT_GRACE if extra else 0.0
+                direction.queue.put_nowait((due, _CutMarker(grace)))
                 return
         direction.queue.put_nowait((due, data))
         if data is not None:
@@ -264,6 +274,8 @@ class _Connection:
                 if wait > 0:
                     await asyncio.sleep(wait)
                 await _flushed(direction.dest)
+                if data.grace:
+                    await asyncio.sleep(data.grace)
                 proxy._cut_now()
                 return
             if data is not None:
@@ -467,18 +479,21 @@ class TcpProxy:
         self.cuts += 1
         self.connections_cut += len(conns)
 
-    def _run_tap(self, number: int, direction: str, data: bytes) -> int | None:
+    def _run_tap(self, number: int, direction: str, data: bytes) -> tuple[int, bytes] | None:
         assert self.tap is not None
         try:
-            cut_at = self.tap(number, direction, data)
+            verdict = self.tap(number, direction, data)
         except Exception as exc:  # a bug in the test's tap: reported by aclose(), not lost
             self._errors.append(exc)
             return None
-        if cut_at is not None and not 0 <= cut_at <= len(data):
+        if verdict is None:
+            return None
+        cut_at, extra = verdict if isinstance(verdict, tuple) else (verdict, b"")
+        if not 0 <= cut_at <= len(data):
             self._errors.append(ValueError(f"tap offset {cut_at} outside a {len(data)}-byte "
                                            "chunk"))
             return None
-        return cut_at
+        return cut_at, extra
 
     def blackhole(self, on: bool = True) -> None:
         """Silently drop every byte in both directions (connections stay open), or stop it.

@@ -11,7 +11,9 @@ of each text message, and cuts every connection when an armed :class:`Trigger` m
 The cut happens before the matching message is forwarded (the messages before it in the same
 chunk go through), so a command is lost on its way or a reply never arrives: a cut *during*
 that exchange, whatever the timing of the machine. ``on_cut`` runs at the moment of the cut,
-to record what the client was doing (its state) when it lost the connection.
+to record what the client was doing (its state) when it lost the connection. With
+``close=(code, reason)`` (down only) the server seems to close the connection with that code
+instead of the reply: a close frame, then the cut.
 
 Only what the realtime tests need: text messages, no compression (botkit and the servers do
 not negotiate it), control frames skipped.
@@ -28,7 +30,8 @@ from typing import Any
 
 from tests.support.tcp_proxy import TcpProxy
 
-__all__ = ["SocketTap", "Trigger", "WsReader", "is_command", "is_reply", "kind_of"]
+__all__ = ["SocketTap", "Trigger", "WsReader", "close_frame", "is_command", "is_reply",
+           "kind_of"]
 
 Frame = dict[str, Any]
 Match = Callable[[Frame], bool]
@@ -53,6 +56,14 @@ def is_command(method: str) -> Match:
 def is_reply(method: str) -> Match:
     """A successful reply (down) to a ``method`` command."""
     return lambda frame: "id" in frame and method in frame
+
+
+def close_frame(code: int, reason: str = "") -> bytes:
+    """A server's (unmasked) WebSocket close frame."""
+    payload = code.to_bytes(2, "big") + reason.encode()
+    if len(payload) > 125:
+        raise ValueError("a close frame's payload is at most 125 bytes")
+    return bytes([0x88, len(payload)]) + payload
 
 
 def _unmask(payload: bytes, mask: bytes) -> bytes:
@@ -155,6 +166,7 @@ class Trigger:
     match: Match
     nth: int = 1
     on_cut: Callable[[], Any] | None = None
+    close: tuple[int, str] | None = None
     seen: int = 0
     fired: asyncio.Event = field(default_factory=asyncio.Event)
     recorded: Any = None
@@ -180,14 +192,18 @@ class SocketTap:
         proxy.tap = self._on_chunk
 
     def arm(self, direction: str, match: Match, *, nth: int = 1,
-            on_cut: Callable[[], Any] | None = None) -> Trigger:
+            on_cut: Callable[[], Any] | None = None,
+            close: tuple[int, str] | None = None) -> Trigger:
         if direction not in ("up", "down") or nth < 1:
             raise ValueError("direction is 'up' or 'down' and nth is at least 1")
-        trigger = Trigger(direction, match, nth, on_cut)
+        if close is not None and direction != "down":
+            raise ValueError("only the server closes with a code here (direction 'down')")
+        trigger = Trigger(direction, match, nth, on_cut, close)
         self._armed.append(trigger)
         return trigger
 
-    def _on_chunk(self, connection: int, direction: str, chunk: bytes) -> int | None:
+    def _on_chunk(self, connection: int, direction: str,
+                  chunk: bytes) -> int | tuple[int, bytes] | None:
         reader = self._readers.setdefault((connection, direction), WsReader())
         for offset, text in reader.feed(chunk):
             for line in text.split("\n"):
@@ -210,5 +226,7 @@ class SocketTap:
                         if trigger.on_cut is not None:
                             trigger.recorded = trigger.on_cut()
                         trigger.fired.set()
+                        if trigger.close is not None:
+                            return offset, close_frame(*trigger.close)
                         return offset
         return None

@@ -45,6 +45,7 @@ __all__ = ["Bot", "CommandInfo", "Invocation", "Middleware", "Route", "UsageErro
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _COMMAND_NAME = re.compile(r"[a-z0-9_][a-z0-9_\-]{0,31}")
+MIN_EVERY, MAX_EVERY = 1.0, 365 * 24 * 3600.0
 Middleware = Callable[["Context", Callable[[], Awaitable[None]]], Awaitable[None]]
 """``async def mw(ctx, call_next)``: runs around every handler call; ``await call_next()``."""
 
@@ -227,9 +228,15 @@ class Bot:
         """Run ``fn(ctx)`` at a fixed interval, once per listed room (``ctx.room``), or once
         with no room when ``rooms`` is not given."""
         total = seconds + 60 * minutes + 3600 * hours
-        if total <= 0:
+        if not total > 0:  # also NaN
             raise PluginError(f"bot {self.name}: @bot.every needs a positive interval, e.g. "
                               "@bot.every(minutes=5)")
+        if not MIN_EVERY <= total <= MAX_EVERY:
+            # Each fire usually posts: a sub-second interval floods the room (thousands of
+            # messages a minute), and bots.yaml's every: has the same bounds.
+            raise PluginError(f"bot {self.name}: @bot.every needs an interval between 1 second "
+                              f"and 365 days, got {total:g}s; for calendar times use "
+                              "@bot.cron")
         return self._scheduled(IntervalTrigger(seconds=total, timezone=UTC), rooms,
                                f"every {total:g}s")
 

@@ -8,7 +8,8 @@ Every message in a room is one envelope::
 Attributes are snake_case, the wire is camelCase; both spellings are accepted. The ``type`` picks
 the model through a registry that plugins extend with :func:`register_envelope`; a type nobody
 registered still parses, as a plain :class:`Envelope` that keeps its other fields in
-``model_extra``.
+``model_extra``. The registry also knows which types a room member may publish themselves
+(``client_safe``, see docs/security.md): by default only ``chat.message`` and ``typing``.
 
 Envelopes come from other users, so :func:`parse_envelope` treats its input as hostile: ids and
 texts are bounded, and every failure is one :class:`EnvelopeError` whose message names the field
@@ -21,7 +22,7 @@ import functools
 import operator
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, overload
 
 from pydantic import (
     BaseModel,
@@ -50,6 +51,7 @@ __all__ = [
     "envelope_to_dict",
     "envelope_type_for",
     "format_timestamp",
+    "is_client_safe",
     "parse_envelope",
     "register_envelope",
     "utc_now",
@@ -190,21 +192,27 @@ class Typing(Envelope):
 class _Registry:
     """Envelope models by type name, with their validators looked up once, not per envelope."""
 
-    def __init__(self, models: dict[str, type[Envelope]] | None = None) -> None:
+    def __init__(self, models: dict[str, type[Envelope]] | None = None,
+                 client_safe: set[str] | None = None) -> None:
         self.models: dict[str, type[Envelope]] = dict(models or {})
+        self.client_safe: set[str] = set(client_safe or ())
+        """Types a room member's own connection may publish (see :func:`is_client_safe`)."""
         self.validators: dict[str, Callable[[object], Envelope]] = {
             name: model.__pydantic_validator__.validate_python
             for name, model in self.models.items()}
         self.validate_json = self._json_validator()
 
-    def add(self, names: tuple[str, ...], model: type[Envelope]) -> None:
+    def add(self, names: tuple[str, ...], model: type[Envelope], *,
+            client_safe: bool = False) -> None:
         for name in names:
             self.models[name] = model
             self.validators[name] = model.__pydantic_validator__.validate_python
+            if client_safe:
+                self.client_safe.add(name)
         self.validate_json = self._json_validator()
 
     def copy(self) -> _Registry:
-        return _Registry(self.models)
+        return _Registry(self.models, self.client_safe)
 
     def _json_validator(self) -> Callable[[str | bytes | bytearray], Envelope]:
         # One validator for JSON text: pydantic reads "type" and picks the registered model
@@ -232,12 +240,35 @@ _validate_generic: Callable[[object], Envelope] = Envelope.__pydantic_validator_
 _EnvelopeT = TypeVar("_EnvelopeT", bound=Envelope)
 
 
-def register_envelope(model: type[_EnvelopeT]) -> type[_EnvelopeT]:
+@overload
+def register_envelope(model: type[_EnvelopeT], *, client_safe: bool = False
+                      ) -> type[_EnvelopeT]: ...
+
+
+@overload
+def register_envelope(model: None = None, *, client_safe: bool = False
+                      ) -> Callable[[type[_EnvelopeT]], type[_EnvelopeT]]: ...
+
+
+def register_envelope(model: type[_EnvelopeT] | None = None, *, client_safe: bool = False
+                      ) -> type[_EnvelopeT] | Callable[[type[_EnvelopeT]], type[_EnvelopeT]]:
     """Make ``parse_envelope`` use ``model`` for the type(s) in its ``type: Literal[...]``.
 
-    Usable as a class decorator. A type already registered is refused, not replaced: two plugins
-    silently fighting over one type would be worse than an error at import time.
+    Usable as a class decorator, bare or as ``@register_envelope(client_safe=True)``. A type
+    already registered is refused, not replaced: two plugins silently fighting over one type
+    would be worse than an error at import time.
+
+    ``client_safe``: a room member may publish this type from their own connection (as
+    ``chat.message`` and ``typing``). Without it, the runtime takes the type only when it was
+    published through the server API (or by a ``trusted_senders`` user of the bot): any member
+    can write any JSON into a room they may publish in, and only the ``senderId`` of it is
+    checked by the server. Say ``client_safe=True`` only for a type whose every field a member
+    may choose freely, like a reaction emoji; never for one a game server or backend vouches for.
     """
+    if model is None:
+        def register(model: type[_EnvelopeT]) -> type[_EnvelopeT]:
+            return register_envelope(model, client_safe=client_safe)
+        return register
     names = _literal_type_names(model)
     for name in names:
         if name in _registry.models:
@@ -249,8 +280,14 @@ def register_envelope(model: type[_EnvelopeT]) -> type[_EnvelopeT]:
             model.model_rebuild()
         except Exception as exc:  # pydantic raises several kinds here; all mean "incomplete"
             raise EnvelopeError(f"{model.__qualname__} is not a complete model: {exc}") from exc
-    _registry.add(names, model)
+    _registry.add(names, model, client_safe=client_safe)
     return model
+
+
+def is_client_safe(type_name: str) -> bool:
+    """Whether a room member may publish envelopes of ``type_name`` from their own connection
+    (``chat.message``, ``typing``, and types registered with ``client_safe=True``)."""
+    return type_name in _registry.client_safe
 
 
 def _literal_type_names(model: object) -> tuple[str, ...]:
@@ -270,8 +307,11 @@ def envelope_type_for(type_name: str) -> type[Envelope]:
     return _registry.models.get(type_name, Envelope)
 
 
-for _builtin in (ChatMessage, UserJoined, UserLeft, Typing):
-    register_envelope(_builtin)
+# What people type is theirs to publish; who joined or left is the server's to say (the runtime
+# makes user.joined/user.left from presence itself).
+for _builtin, _client_safe in ((ChatMessage, True), (UserJoined, False), (UserLeft, False),
+                               (Typing, True)):
+    register_envelope(_builtin, client_safe=_client_safe)
 
 
 # --- parsing --------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ chained with ``from`` so the original cause stays visible::
     BotkitError
     ├── ConfigError                 bots.yaml is wrong (file, line, field, a suggested fix)
     ├── PluginError                 a plugin can't be imported or a handler can't be served
+    │   └── PluginLoadError         ... a plugin of bots.yaml, located there (also ConfigError)
     ├── InvalidChannelError         a room id or channel name is not acceptable (also ValueError)
     ├── TokenError                  a token can't be minted (no key, bad claims)
     ├── ProtocolError               the server sent frames that break the client protocol
@@ -20,9 +21,12 @@ chained with ``from`` so the original cause stays visible::
     │   ├── ApiAuthError            the API key was refused (names the setting, never the value)
     │   ├── ApiRequestError         the API refused the request (4xx, bad body); never retried
     │   ├── ApiReplyError           the API answered with a Centrifugo error code
+    │   │   └── ApiMalformedReplyError  ... or with something that is not a valid reply
     │   └── ApiUnavailableError     transport errors or 5xx, still failing after the retries
     ├── EnvelopeError               an envelope is invalid (not JSON, wrong fields, too long)
     ├── StateError                  the state store failed (bad key or value, unusable file)
+    │   ├── StateTimeoutError       the state file stayed locked or silent past the timeout
+    │   └── StateInUseError         another process runs on the state file (names its pid)
     └── LocalServerError            the local development server can't be built or started
 """
 
@@ -31,6 +35,7 @@ from __future__ import annotations
 __all__ = [
     "ApiAuthError",
     "ApiError",
+    "ApiMalformedReplyError",
     "ApiReplyError",
     "ApiRequestError",
     "ApiUnavailableError",
@@ -41,11 +46,14 @@ __all__ = [
     "InvalidChannelError",
     "LocalServerError",
     "PluginError",
+    "PluginLoadError",
     "ProtocolError",
     "RealtimeError",
     "RealtimeTimeoutError",
     "ReplyError",
     "StateError",
+    "StateInUseError",
+    "StateTimeoutError",
     "SubscriptionError",
     "TerminalDisconnectError",
     "TokenError",
@@ -74,6 +82,11 @@ class ConfigError(BotkitError):
 
 class PluginError(BotkitError):
     """A plugin can't be loaded, or one of its handlers can't be served."""
+
+
+class PluginLoadError(ConfigError, PluginError):
+    """The plugin a bot of bots.yaml names failed to import; ``str()`` is located at its
+    ``plugin:`` line. Both a ConfigError and a PluginError: the file names what can't load."""
 
 
 class InvalidChannelError(BotkitError, ValueError):
@@ -162,6 +175,20 @@ class ApiReplyError(ApiError):
         super().__init__(f"{where}error {code} ({message})")
 
 
+class ApiMalformedReplyError(ApiReplyError):
+    """The server API answered with something that is not a valid reply: a body that is not
+    JSON, a field of the wrong type, too few replies in a batch. ``temporary`` is true: a
+    proxy or a server being replaced may answer like this once, and every server API call is
+    safe to repeat (publishes carry an idempotency key), so it is retried like a temporary
+    error; if it persists, it is raised as itself, naming the method."""
+
+    def __init__(self, reason: str, *, method: str = "") -> None:
+        super().__init__(0, f"malformed reply: {reason}", True, method=method)
+        self.reason = reason
+        where = f"{method}: " if method else ""
+        self.args = (f"{where}malformed reply: {reason}",)
+
+
 class ApiUnavailableError(ApiError):
     """The server API could not be reached or kept failing (transport errors, 5xx)."""
 
@@ -173,6 +200,23 @@ class EnvelopeError(BotkitError):
 class StateError(BotkitError):
     """The state store failed: a key or value it can't store, or a file it can't use (the
     message names the file; the cause is chained)."""
+
+
+class StateTimeoutError(StateError, TimeoutError):
+    """The state file did not answer within the timeout, most often because another connection
+    held its write lock. The message names the file."""
+
+
+class StateInUseError(StateError):
+    """Another process holds the state file's lock: two processes on one file would each fire
+    the stored jobs and count twice. The message names the file and the other process's pid."""
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        self.path = path
+        self.pid = pid
+        holder = f"pid {pid}" if pid is not None else "pid unknown"
+        super().__init__(f"state file {path} is in use by another botkit process ({holder}); "
+                         "stop it, or give this process its own state.path")
 
 
 class LocalServerError(BotkitError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import math
 import re
 import types
 import typing
@@ -20,6 +21,7 @@ from botkit.envelope import Envelope
 from botkit.errors import PluginError
 
 __all__ = [
+    "ALLOW_NON_FINITE",
     "ArgumentError",
     "CommandLine",
     "HandlerSignature",
@@ -32,6 +34,23 @@ __all__ = [
 _TRUE = frozenset({"true", "yes", "y", "on", "1"})
 _FALSE = frozenset({"false", "no", "n", "off", "0"})
 _TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"|(\S+)')
+
+
+class _AllowNonFinite:
+    def __repr__(self) -> str:
+        return "ALLOW_NON_FINITE"
+
+
+ALLOW_NON_FINITE: Any = _AllowNonFinite()
+"""Opt-in for a ``float`` command argument to accept ``nan``, ``inf`` and ``-inf`` (and numbers
+too large for a float, like ``1e999``, which read as infinite)::
+
+    @bot.command("scale")
+    async def scale(ctx, factor: Annotated[float, ALLOW_NON_FINITE]) -> None: ...
+
+Without it such arguments are refused with the usage line: a room member's ``nan`` compares
+false with everything and turns every sum it enters into ``nan``, which handlers rarely expect.
+"""
 
 
 class ArgumentError(Exception):
@@ -171,7 +190,15 @@ def _enum_converter(kind: type[enum.Enum]) -> Callable[[str], Any]:
     return convert
 
 
-def _converter_for(annotation: Any) -> tuple[Callable[[str], Any], str] | None:
+def _finite_float(raw: str) -> float:
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError(raw)
+    return value
+
+
+def _converter_for(annotation: Any, *, non_finite: bool = False
+                   ) -> tuple[Callable[[str], Any], str] | None:
     if annotation is str or annotation is inspect.Parameter.empty:
         return str, "text"
     if annotation is bool:
@@ -179,11 +206,19 @@ def _converter_for(annotation: Any) -> tuple[Callable[[str], Any], str] | None:
     if annotation is int:
         return int, "a whole number"
     if annotation is float:
-        return float, "a number"
+        return (float, "a number") if non_finite else (_finite_float, "a number")
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         choices = ", ".join(str(m.value) for m in annotation)
         return _enum_converter(annotation), f"one of {choices}"
     return None
+
+
+def _split_annotated(annotation: Any) -> tuple[Any, tuple[Any, ...]]:
+    """``Annotated[float, X]`` -> ``(float, (X,))``; anything else -> ``(annotation, ())``."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        base, *extras = typing.get_args(annotation)
+        return base, tuple(extras)
+    return annotation, ()
 
 
 def _optional_inner(annotation: Any) -> Any | None:
@@ -213,7 +248,7 @@ def read_signature(fn: Callable[..., Any], *, command: bool, what: str) -> Handl
         raise PluginError(f"{what} {name}: a handler must be a function")
     try:
         signature = inspect.signature(fn)
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)
     except (TypeError, ValueError, NameError) as exc:
         raise PluginError(f"{what} {name}: cannot read its signature: {exc}") from exc
     parameters = list(signature.parameters.values())
@@ -249,6 +284,7 @@ def _check_positional(parameter: inspect.Parameter, *, where: str) -> None:
 
 def _read_param(parameter: inspect.Parameter, annotation: Any, *, command: bool,
                 where: str) -> Param:
+    annotation, extras = _split_annotated(annotation)
     if _is_envelope_type(annotation) or (parameter.name == "event"
                                          and annotation is inspect.Parameter.empty):
         return Param(parameter.name, ParamKind.EVENT)
@@ -262,7 +298,15 @@ def _read_param(parameter: inspect.Parameter, annotation: Any, *, command: bool,
     has_default = parameter.default is not inspect.Parameter.empty
     inner = _optional_inner(annotation)
     optional = inner is not None
-    converted = _converter_for(inner if optional else annotation)
+    if inner is not None:
+        inner, more = _split_annotated(inner)
+        extras += more
+    base = inner if optional else annotation
+    non_finite = any(extra is ALLOW_NON_FINITE for extra in extras)
+    if non_finite and base is not float:
+        raise PluginError(f"{where}: parameter {parameter.name!r}: ALLOW_NON_FINITE applies "
+                          "to float parameters only")
+    converted = _converter_for(base, non_finite=non_finite)
     if converted is None:
         raise PluginError(
             f"{where}: parameter {parameter.name!r} has type {annotation!r}, which commands "

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from botkit.errors import ApiError, ApiReplyError, ApiUnavailableError
-from botkit.serverapi.client import _MAX_DIRECT_CALLS, _MAX_PRESENCE_BATCH, ServerApi
+from botkit.serverapi.client import MAX_DIRECT_CALLS, ServerApi
+from botkit.serverapi.presence import MAX_PRESENCE_BATCH
 
 
 class _Server:
@@ -68,7 +69,7 @@ async def test_presence_calls_made_together_share_a_batch_request() -> None:
     await client.aclose()
     assert [r["c1"].user for r in results] == [f"chat:p:r{i}" for i in range(1200)]
     assert [method for method, _ in server.requests] == ["batch"] * 3
-    assert max(len(body["commands"]) for _, body in server.requests) == _MAX_PRESENCE_BATCH
+    assert max(len(body["commands"]) for _, body in server.requests) == MAX_PRESENCE_BATCH
 
 
 async def test_a_presence_call_alone_is_a_plain_request() -> None:
@@ -134,7 +135,7 @@ async def test_closing_fails_presence_calls_still_waiting() -> None:
     await api.start()
     call = asyncio.create_task(api.presence("chat:p:late"))
     await asyncio.sleep(0)
-    sender = api._presence_sender
+    sender = api._presence._sender
     assert sender is not None
     sender.cancel()
     with pytest.raises(ApiError, match="not completed"):
@@ -149,4 +150,4 @@ async def test_calls_outside_the_publish_queue_are_a_few_at_a_time() -> None:
     async with api:
         await asyncio.gather(*(api.history(f"chat:p:r{i}", limit=1) for i in range(100)))
     await client.aclose()
-    assert 1 < server.most <= _MAX_DIRECT_CALLS
+    assert 1 < server.most <= MAX_DIRECT_CALLS

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import textwrap
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,13 +90,15 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 @pytest.fixture
-async def make_scheduler() -> AsyncIterator[Callable[..., BotScheduler]]:
+async def make_scheduler() -> AsyncIterator[Callable[..., Awaitable[BotScheduler]]]:
     """Schedulers shut down at the end of the test, whatever happened."""
     made: list[BotScheduler] = []
 
-    def make(*, store_path: Path | None = None, misfire_grace: float = 300.0) -> BotScheduler:
+    async def make(*, store_path: Path | None = None,
+                   misfire_grace: float = 300.0) -> BotScheduler:
         scheduler = BotScheduler(store_path=store_path, misfire_grace=misfire_grace)
         made.append(scheduler)
+        await scheduler.open()  # reads the stored jobs, as the runtime does before using it
         return scheduler
 
     try:
@@ -107,8 +109,8 @@ async def make_scheduler() -> AsyncIterator[Callable[..., BotScheduler]]:
 
 
 @pytest.fixture
-async def scheduler(make_scheduler: Callable[..., BotScheduler]) -> BotScheduler:
-    return make_scheduler()
+async def scheduler(make_scheduler: Callable[..., Awaitable[BotScheduler]]) -> BotScheduler:
+    return await make_scheduler()
 
 
 def started_with(scheduler: BotScheduler, *hosts: RecordingHost,
@@ -248,10 +250,11 @@ async def test_jobs_lists_one_bots_jobs_by_prefix(scheduler: BotScheduler) -> No
 
 
 async def test_static_jobs_fire_once_per_room(scheduler: BotScheduler) -> None:
-    bot = Bot("ticker")
-    bot.every(seconds=0.2, rooms=["b_room", "a_room"])(tick)
+    # As @bot.every(rooms=["b_room", "a_room"]) makes it, at an interval below its 1 s floor.
+    spec = ScheduleSpec("tick", IntervalTrigger(seconds=0.2, timezone=UTC), ("a_room", "b_room"),
+                        fn=tick)
     host = RecordingHost(name="ticker")
-    started_with(scheduler, host, specs=bot.schedules)
+    started_with(scheduler, host, specs=[spec])
     await until(lambda: {f.room for f in host.fires} == {"a_room", "b_room"})
     fire = next(f for f in host.fires if f.room == "a_room")
     assert fire.job_id == "static:tick:a_room"
@@ -306,8 +309,9 @@ async def test_a_job_of_a_bot_that_is_not_running_is_skipped(
 
 
 async def test_a_job_later_than_the_grace_is_missed_not_run(
-        make_scheduler: Callable[..., BotScheduler], caplog: pytest.LogCaptureFixture) -> None:
-    scheduler = make_scheduler(misfire_grace=2)
+        make_scheduler: Callable[..., Awaitable[BotScheduler]],
+        caplog: pytest.LogCaptureFixture) -> None:
+    scheduler = await make_scheduler(misfire_grace=2)
     host = RecordingHost()
     with caplog.at_level(logging.WARNING, logger="botkit.jobs.scheduler"):
         started_with(scheduler, host)
@@ -320,8 +324,8 @@ async def test_a_job_later_than_the_grace_is_missed_not_run(
 
 
 async def test_a_job_within_the_grace_runs_once_late(
-        make_scheduler: Callable[..., BotScheduler]) -> None:
-    scheduler = make_scheduler(misfire_grace=60)
+        make_scheduler: Callable[..., Awaitable[BotScheduler]]) -> None:
+    scheduler = await make_scheduler(misfire_grace=60)
     host = RecordingHost()
     started_with(scheduler, host)
     at = datetime.now(UTC) - timedelta(seconds=5)
@@ -333,8 +337,8 @@ async def test_a_job_within_the_grace_runs_once_late(
 
 
 async def test_the_grace_in_force_when_firing_applies(
-        make_scheduler: Callable[..., BotScheduler]) -> None:
-    scheduler = make_scheduler(misfire_grace=60)
+        make_scheduler: Callable[..., Awaitable[BotScheduler]]) -> None:
+    scheduler = await make_scheduler(misfire_grace=60)
     host = RecordingHost()
     scheduler.add_host(host, [])
     scheduler.schedule(HOST, remind, at=datetime.now(UTC) - timedelta(seconds=5), id="late")
@@ -358,8 +362,8 @@ class SteppingTrigger(BaseTrigger):
 
 
 async def test_several_missed_fire_times_coalesce_into_one_fire(
-        make_scheduler: Callable[..., BotScheduler]) -> None:
-    scheduler = make_scheduler(misfire_grace=60)
+        make_scheduler: Callable[..., Awaitable[BotScheduler]]) -> None:
+    scheduler = await make_scheduler(misfire_grace=60)
     host = RecordingHost()
     now = datetime.now(UTC)
     # Due: now-95s, now-65s, now-35s, now-5s; the next one is now+25s.
@@ -403,8 +407,8 @@ async def test_shutdown_cancels_a_fire_over_the_grace(
 
 
 async def test_nothing_fires_after_shutdown_and_jobs_are_refused(
-        make_scheduler: Callable[..., BotScheduler], tmp_path: Path) -> None:
-    scheduler = make_scheduler(store_path=tmp_path / "state.sqlite")
+        make_scheduler: Callable[..., Awaitable[BotScheduler]], tmp_path: Path) -> None:
+    scheduler = await make_scheduler(store_path=tmp_path / "state.sqlite")
     host = RecordingHost()
     started_with(scheduler, host, specs=[
         ScheduleSpec("fast", IntervalTrigger(seconds=0.1, timezone=UTC), text="x")])
@@ -424,22 +428,22 @@ async def test_nothing_fires_after_shutdown_and_jobs_are_refused(
     await asyncio.sleep(0.4)
     assert len(host.fires) == count
     # The job store was closed by shutdown() itself, not later by a loop callback.
-    reopened = make_scheduler(store_path=tmp_path / "state.sqlite")
+    reopened = await make_scheduler(store_path=tmp_path / "state.sqlite")
     assert [job.id for job in reopened.jobs(HOST)] == ["pending"]
 
 
 async def test_jobs_can_be_used_before_the_scheduler_starts(
-        make_scheduler: Callable[..., BotScheduler], tmp_path: Path) -> None:
+        make_scheduler: Callable[..., Awaitable[BotScheduler]], tmp_path: Path) -> None:
     """Bots handle envelopes (and run on_start) before the runtime starts firing jobs."""
     path = tmp_path / "state.sqlite"
-    first = make_scheduler(store_path=path)
+    first = await make_scheduler(store_path=path)
     first.start()
     kept_at = datetime.now(UTC) + timedelta(seconds=0.5)
     first.schedule(HOST, remind, at=kept_at, id="kept", room="lobby")
     first.schedule(HOST, remind, delay=5, id="dropped")
     await first.shutdown(1)
 
-    second = make_scheduler(store_path=path)
+    second = await make_scheduler(store_path=path)
     host = RecordingHost()
     second.add_host(host, [])
     # Not started: the stored jobs are seen and can be cancelled; new ones get a run time.
@@ -475,10 +479,10 @@ async def test_static_jobs_count_from_start_when_the_store_was_opened_early(
 
 
 async def test_jobs_scheduled_after_firing_stopped_are_stored(
-        make_scheduler: Callable[..., BotScheduler], tmp_path: Path) -> None:
+        make_scheduler: Callable[..., Awaitable[BotScheduler]], tmp_path: Path) -> None:
     """Lanes finish their envelopes after the runtime stopped firing jobs."""
     path = tmp_path / "state.sqlite"
-    first = make_scheduler(store_path=path)
+    first = await make_scheduler(store_path=path)
     host = RecordingHost()
     started_with(first, host)
     await first.stop_firing(1)
@@ -488,16 +492,16 @@ async def test_jobs_scheduled_after_firing_stopped_are_stored(
     assert host.fires == []  # stored, not fired
     await first.shutdown(1)
 
-    second = make_scheduler(store_path=path)
+    second = await make_scheduler(store_path=path)
     started_with(second, host)
     await until(lambda: len(host.fires) == 1)
     assert host.fires[0].job_id == "during-drain"
 
 
-async def test_stored_jobs_survive_a_restart(make_scheduler: Callable[..., BotScheduler],
-                                             tmp_path: Path) -> None:
+async def test_stored_jobs_survive_a_restart(
+        make_scheduler: Callable[..., Awaitable[BotScheduler]], tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite"
-    first = make_scheduler(store_path=path)
+    first = await make_scheduler(store_path=path)
     host = RecordingHost()
     started_with(first, host)
     soon = datetime.now(UTC) + timedelta(seconds=0.4)
@@ -507,7 +511,7 @@ async def test_stored_jobs_survive_a_restart(make_scheduler: Callable[..., BotSc
     await first.shutdown(1)  # down before "soon" is due
     assert host.fires == []
 
-    second = make_scheduler(store_path=path)
+    second = await make_scheduler(store_path=path)
     started_with(second, host)
     await until(lambda: len(host.fires) == 1)
     await asyncio.sleep(0.2)
@@ -519,11 +523,11 @@ async def test_stored_jobs_survive_a_restart(make_scheduler: Callable[..., BotSc
 
 
 async def test_a_memory_scheduler_forgets_its_jobs(
-        make_scheduler: Callable[..., BotScheduler]) -> None:
-    first = make_scheduler()
+        make_scheduler: Callable[..., Awaitable[BotScheduler]]) -> None:
+    first = await make_scheduler()
     first.schedule(HOST, remind, delay=60, id="x")
     await first.shutdown(0)
-    assert make_scheduler().jobs(HOST) == []
+    assert (await make_scheduler()).jobs(HOST) == []
 
 
 # --- Bot decorators ---------------------------------------------------------------------------
@@ -603,7 +607,7 @@ xshathra:
 bots:
   - name: clock
     user_id: bot_clock
-    rooms: [lobby, hall]
+    rooms: [lobby, hall, vip]
     schedules:
       - {cron: "0 18 * * *", timezone: Europe/Berlin, room: hall, text: Daily}
       - {every: 30m, rooms: [lobby, vip], text: Half-hourly}
@@ -618,11 +622,11 @@ def test_static_schedules_fill_in_rooms_and_turn_yaml_entries_into_texts() -> No
     bot.every(minutes=2, rooms=["vip"])(vip_only)
     specs = static_schedules(LoadedBot(config.bots[0], bot, None))
     assert [(s.key, s.rooms, s.fn, s.text) for s in specs] == [
-        ("job", ("lobby", "hall"), job, None),
+        ("job", ("lobby", "hall", "vip"), job, None),
         ("vip_only", ("vip",), vip_only, None),
         ("schedules[0]", ("hall",), None, "Daily"),
         ("schedules[1]", ("lobby", "vip"), None, "Half-hourly"),
-        ("schedules[2]", ("lobby", "hall"), None, "Everywhere"),
+        ("schedules[2]", ("lobby", "hall", "vip"), None, "Everywhere"),
     ]
     assert specs[0].trigger is bot.schedules[0].trigger
     assert isinstance(specs[2].trigger, CronTrigger)

@@ -1,7 +1,9 @@
 """The ``botkit`` command: ``run``, ``dev``, ``check``, ``token`` and ``server``.
 
 Exit codes: 0 after a clean run or stop, 1 when the runtime ends on a terminal error (for example
-the server refused the bots' tokens), 2 when the configuration or a plugin is wrong.
+the server banned a bot), 2 when the configuration or a plugin is wrong (the server refusing the
+key among them), or when another process runs on the state file. Expected errors are one line on
+stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -16,8 +18,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from botkit.cli.logs import configure_logging
-from botkit.config import BotsConfig, load_config, parse_duration
-from botkit.errors import BotkitError, ConfigError, PluginError
+from botkit.config import BotsConfig, Bounds, load_config
+from botkit.errors import (
+    ApiAuthError,
+    BotkitError,
+    ConfigError,
+    PluginError,
+    StateInUseError,
+    TerminalDisconnectError,
+)
+from botkit.protocol.codes import DISCONNECT_INVALID_TOKEN
+from botkit.redact import safe_url
 from botkit.runtime.supervisor import Runtime, load_bots
 from botkit.tokens import connection_token, subscription_token
 
@@ -25,6 +36,12 @@ __all__ = ["main", "run_main"]
 
 log = logging.getLogger("botkit.cli.main")
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+# What the operator must fix before starting (exit 2, one line); not a failure of the run.
+_SETUP_ERRORS = (ConfigError, PluginError, StateInUseError)
+# A test client's token may be short-lived (to see a refresh), never longer than bots.yaml
+# allows; a shutdown may wait for in-flight work, not forever.
+TOKEN_TTL = Bounds(1.0, 24 * 3600.0)
+GRACE = Bounds(0.0, 3600.0)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="info",
                      choices=["debug", "info", "warning", "error"])
     run.add_argument("--grace", default="10s",
-                     help="how long a shutdown may take to finish in-flight work (default 10s)")
+                     help="how long a shutdown may take to finish in-flight work, at most 1h "
+                          "(default 10s)")
 
     dev = commands.add_parser(
         "dev", help="serve the chat page and a local hub on one port, with the bots against it")
@@ -50,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--log-level", default="info",
                      choices=["debug", "info", "warning", "error"])
     dev.add_argument("--grace", default="10s",
-                     help="how long a shutdown may take to finish in-flight work (default 10s)")
+                     help="how long a shutdown may take to finish in-flight work, at most 1h "
+                          "(default 10s)")
 
     check = commands.add_parser("check", help="validate bots.yaml and import the plugins")
     check.add_argument("-c", "--config", default="bots.yaml", help="path of bots.yaml")
@@ -58,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="print a token for a test client")
     token.add_argument("--user", required=True, help="the user id (the token's sub)")
     token.add_argument("--channel", help="print a subscription token for this channel instead")
-    token.add_argument("--ttl", default="15m", help="lifetime, e.g. 30s, 15m, 1h (default 15m)")
+    token.add_argument("--ttl", default="15m",
+                       help="lifetime, 1s to 24h, e.g. 30s, 15m, 1h (default 15m)")
     token.add_argument("-c", "--config", default="bots.yaml",
                        help="bots.yaml to read the key from (else XSHATHRA_SERVER_API_KEY)")
 
@@ -76,6 +96,35 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0 to 65535)")
     return port
+
+
+def _duration(text: str, option: str, bounds: Bounds) -> float:
+    """An option's duration, read by bots.yaml's parser; ConfigError (exit 2) if it is wrong."""
+    try:
+        return bounds.parse(text)
+    except ValueError as exc:
+        raise ConfigError(str(exc), field=option) from None
+
+
+def _refused_key(error: BaseException, config: BotsConfig) -> ConfigError | None:
+    """A ConfigError at ``xshathra.server_api_key`` if the server refused the key (the bots'
+    tokens, or the API's requests), found along ``error``'s causes; else None."""
+    pending: list[BaseException] = [error]
+    while pending:
+        seen = pending.pop()
+        what = None
+        if isinstance(seen, TerminalDisconnectError) and seen.code == DISCONNECT_INVALID_TOKEN:
+            what = "the server refused the bots' tokens signed with it"
+        elif isinstance(seen, ApiAuthError):
+            what = "the server API refused it"
+        if what is not None:
+            return config.source.error(("xshathra", "server_api_key"),
+                                       f"{what}; set it to the project's server API key")
+        if isinstance(seen, BaseExceptionGroup):  # the runner's TaskGroup wraps what failed
+            pending.extend(seen.exceptions)
+        if seen.__cause__ is not None:
+            pending.append(seen.__cause__)
+    return None
 
 
 def _load(path: str) -> BotsConfig:
@@ -108,7 +157,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
-    ttl = parse_duration(args.ttl)
+    ttl = _duration(args.ttl, "--ttl", TOKEN_TTL)
     secret = os.environ.get("XSHATHRA_SERVER_API_KEY", "")
     if Path(args.config).is_file():
         secret = _load(args.config).xshathra.server_api_key.get_secret_value()
@@ -135,15 +184,23 @@ async def _until_signal(run: Callable[[], Awaitable[None]], stop: Callable[[], N
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    grace = _duration(args.grace, "--grace", GRACE)
     configure_logging(fmt=args.log_format, level=args.log_level)
     config = _load(args.config)
     loaded = load_bots(config, search_path=Path(args.config).resolve().parent)
     if not loaded:
         raise ConfigError("no enabled bots to run", path=args.config)
-    runtime = Runtime(config, loaded, grace=parse_duration(args.grace))
+    runtime = Runtime(config, loaded, grace=grace)
+    log.debug("running %d bot(s) on %s (server API %s)", len(loaded),
+              safe_url(config.xshathra.realtime_url), safe_url(config.xshathra.api_url))
     try:
         asyncio.run(_until_signal(runtime.run, runtime.stop))
+    except _SETUP_ERRORS:
+        raise
     except BotkitError as exc:
+        refused = _refused_key(exc, config)
+        if refused is not None:
+            raise refused from None
         log.error("stopped: %s", exc)
         return EXIT_FAILED
     log.info("stopped")
@@ -153,7 +210,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_dev(args: argparse.Namespace) -> int:
     from botkit.dev.command import DevServer, dev_environment  # uvicorn and Starlette only for dev
 
-
+    grace = _duration(args.grace, "--grace", GRACE)
     configure_logging(fmt=args.log_format, level=args.log_level)
     environ, made_up = dev_environment(os.environ)
     config = load_config(args.config, environ=environ)
@@ -165,7 +222,7 @@ def _cmd_dev(args: argparse.Namespace) -> int:
         print(f"XSHATHRA_SERVER_API_KEY is not set; server_api_key for this run: {key}",
               flush=True)
     port = config.dev.port if args.port is None else args.port
-    server = DevServer(config, loaded, port=port, grace=parse_duration(args.grace),
+    server = DevServer(config, loaded, port=port, grace=grace,
                        log_level=args.log_level)
 
     def ready(dev: DevServer) -> None:
@@ -173,6 +230,8 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(_until_signal(lambda: server.run(on_ready=ready), server.stop))
+    except _SETUP_ERRORS:
+        raise
     except BotkitError as exc:
         log.error("stopped: %s", exc)
         return EXIT_FAILED
@@ -208,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "server": _cmd_server}
     try:
         return handlers[args.command](args)
-    except (ConfigError, PluginError) as exc:
+    except _SETUP_ERRORS as exc:
         print(f"botkit: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except BotkitError as exc:

@@ -14,6 +14,7 @@ files) -> ``_models`` (pydantic) -> ``_errors`` (pydantic errors -> located Conf
 from __future__ import annotations
 
 from botkit.config._dev import DevConfig, RateLimitConfig
+from botkit.config._durations import Bounds, parse_duration
 from botkit.config._loader import load_config, parse_config, validate_settings
 from botkit.config._models import (
     DEFAULT_HANDLER_TIMEOUT,
@@ -26,7 +27,6 @@ from botkit.config._models import (
     RoomConfig,
     StateConfig,
     XshathraConfig,
-    parse_duration,
 )
 from botkit.config._schedules import ScheduleConfig
 from botkit.config._source import SourceMap
@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_STATE_PATH",
     "BotConfig",
     "BotsConfig",
+    "Bounds",
     "DevConfig",
     "LimitsConfig",
     "RateLimitConfig",

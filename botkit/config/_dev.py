@@ -7,6 +7,12 @@
       rate_limit: {messages: 5, per: 10s} # per sender, a sliding window
       blocked_words: [spam, scam]         # whole words or phrases, any letter case
       max_text_length: 1000               # characters per chat message
+      client_publish: false               # true: the seed's prototype mode (see below)
+
+By default room members can't publish into a room themselves: the chat page sends through the
+moderated backend, which names the sender from the login token. ``client_publish: true`` lets
+them publish directly, unmoderated and with any ``senderId`` they like (the page shows only
+messages whose ``senderId`` matches the user the hub attests); use it only to prototype.
 
 Every key is optional; the defaults give a usable local chat. Only ``botkit dev`` reads it.
 """
@@ -14,10 +20,17 @@ Every key is optional; the defaults give a usable local chat. Only ``botkit dev`
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+)
 
+from botkit.config._durations import RateLimitWindow
 from botkit.config._errors import located
 
 __all__ = [
@@ -36,13 +49,6 @@ MAX_BLOCKED_WORD_LENGTH = 100
 _MAX_TEXT_LENGTH_LIMIT = 4000
 
 
-def _duration(value: Any) -> Any:
-    # Imported here: _models imports this module for BotsConfig.
-    from botkit.config._models import parse_duration
-
-    return parse_duration(value)
-
-
 class _DevSection(BaseModel):
     # The same rules as every bots.yaml section (see _models._Section, which can't be imported
     # here without a cycle).
@@ -53,7 +59,7 @@ class RateLimitConfig(_DevSection):
     """At most ``messages`` chat messages per sender within any ``per`` seconds."""
 
     messages: StrictInt = Field(default=5, ge=1, description="a whole number of messages, e.g. 5")
-    per: Annotated[float, BeforeValidator(_duration), Field(gt=0)] = Field(
+    per: RateLimitWindow = Field(
         default=10.0, description="a duration, e.g. 10s")
 
 
@@ -70,6 +76,9 @@ class DevConfig(_DevSection):
     max_text_length: StrictInt = Field(default=DEFAULT_DEV_MAX_TEXT_LENGTH, ge=1,
                                        le=_MAX_TEXT_LENGTH_LIMIT,
                                        description="a whole number of characters, e.g. 1000")
+    client_publish: StrictBool = Field(
+        default=False, description="true or false: whether room members may publish directly, "
+                                   "past moderation (the seed's prototype mode)")
 
     @field_validator("blocked_words")
     @classmethod

@@ -10,16 +10,14 @@ Relative paths resolve against ``base_dir`` in the validation context (the confi
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from pathlib import Path, PurePath
-from typing import Annotated, Any, Literal, Self
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -32,6 +30,7 @@ from pydantic import (
 )
 
 from botkit.config._dev import DevConfig
+from botkit.config._durations import HandlerTimeout, TokenTtl, parse_duration
 from botkit.config._errors import describe, located
 from botkit.config._schedules import ScheduleConfig
 from botkit.config._source import SourceMap
@@ -57,40 +56,8 @@ DEFAULT_LANE_QUEUE_SIZE = 1000
 DEFAULT_MAX_TEXT_LENGTH = 4000
 DEFAULT_STATE_PATH = ".botkit/state.sqlite"
 
-_DURATION = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ms|s|m|h))+")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_HELP = ("write a number of seconds (30) or a number with a unit: "
-                  "500ms, 30s, 15m, 1h, 1h30m")
 _BOT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _PLUGIN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z_][A-Za-z0-9_-]*)*")
-
-
-def parse_duration(value: object) -> float:
-    """Seconds in ``value``: a number of seconds, or text like ``"500ms"``, ``"30s"``, ``"15m"``,
-    ``"1h"``, ``"1h30m"``. Raises ValueError (with the accepted forms) for anything else."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        # ValueError, not TypeError: pydantic turns only ValueError into a validation error.
-        raise ValueError(  # noqa: TRY004
-            f"expected a duration, got {describe(value)}; {_DURATION_HELP}")
-    seconds = _duration_seconds(value.strip()) if isinstance(value, str) else float(value)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"a duration must be a finite number of seconds >= 0; {_DURATION_HELP}")
-    return seconds
-
-
-def _duration_seconds(text: str) -> float:
-    try:
-        return float(text)  # a plain number in a string: seconds
-    except ValueError:
-        pass
-    if not _DURATION.fullmatch(text):
-        raise ValueError(f"invalid duration {text!r}; {_DURATION_HELP}")
-    return sum(float(number) * _UNIT_SECONDS[unit]
-               for number, unit in _DURATION_PART.findall(text))
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 
 
 def _check_url(value: str, schemes: tuple[str, ...], hint: str) -> str:
@@ -125,7 +92,7 @@ class XshathraConfig(_Section):
         description="the server API URL, e.g. http://localhost:3001/api/realtime")
     server_api_key: SecretStr = Field(
         description="the server API key, e.g. ${XSHATHRA_SERVER_API_KEY}")
-    token_ttl: Duration = Field(default=DEFAULT_TOKEN_TTL,
+    token_ttl: TokenTtl = Field(default=DEFAULT_TOKEN_TTL,
                                 description="a duration, e.g. 15m")
 
     @field_validator("project_id")
@@ -198,7 +165,7 @@ class RoomConfig(_Section):
 class LimitsConfig(_Section):
     """Per-bot bounds; the defaults suit a chat bot that answers within seconds."""
 
-    handler_timeout: Duration = Field(default=DEFAULT_HANDLER_TIMEOUT,
+    handler_timeout: HandlerTimeout = Field(default=DEFAULT_HANDLER_TIMEOUT,
                                       description="a duration, e.g. 10s")
     lane_queue_size: StrictInt = Field(default=DEFAULT_LANE_QUEUE_SIZE, ge=1,
                                        description="a whole number of messages, e.g. 1000")
@@ -226,6 +193,11 @@ class BotConfig(_Section):
     schedules: list[ScheduleConfig] = Field(
         default_factory=list,
         description='a list like [{cron: "0 18 * * *", room: lobby, text: "..."}]')
+    # Users whose own connections may publish any envelope type to this bot, as if through the
+    # server API (a game server that connects as a user, say); see docs/security.md.
+    trusted_senders: list[str] = Field(
+        default_factory=list,
+        description="a list of user ids, e.g. [game_server]")
 
     @field_validator("name")
     @classmethod
@@ -248,6 +220,21 @@ class BotConfig(_Section):
     def _check_user_id(cls, value: str) -> str:
         return validate_room_id(value, what="user id")
 
+    @field_validator("trusted_senders")
+    @classmethod
+    def _check_trusted_senders(cls, users: list[str]) -> list[str]:
+        first: dict[str, int] = {}
+        for index, user in enumerate(users):
+            try:
+                validate_room_id(user, what="user id")
+            except InvalidChannelError as exc:
+                raise located(str(exc), index) from exc
+            if user in first:
+                raise located(f"user {user!r} is listed twice (first as "
+                              f"trusted_senders[{first[user]}]); remove one", index)
+            first[user] = index
+        return users
+
     @field_validator("rooms")
     @classmethod
     def _unique_rooms(cls, rooms: list[RoomConfig]) -> list[RoomConfig]:
@@ -258,6 +245,27 @@ class BotConfig(_Section):
                               f"rooms[{first[room.id]}]); remove one", index)
             first[room.id] = index
         return rooms
+
+    @model_validator(mode="after")
+    def _schedules_in_own_rooms(self) -> Self:
+        # A schedule posts as this bot: into a room it is not in it would speak where nobody
+        # invited it (and where it never reads the answers).
+        own = [room.id for room in self.rooms]
+        listed = ", ".join(own)
+        for index, schedule in enumerate(self.schedules):
+            if schedule.room is None and schedule.rooms is None and not own:
+                raise located("the bot has no rooms, so this schedule would post nowhere; add "
+                              "rooms: to the bot", "schedules", index)
+            targets = ([("room", schedule.room)] if schedule.room is not None
+                       else [(position, room) for position, room
+                             in enumerate(schedule.rooms or ())])
+            for where, room in targets:
+                if room not in own:
+                    sub_loc = ("room",) if where == "room" else ("rooms", where)
+                    raise located(f"room {room!r} is not one of this bot's rooms "
+                                  f"({listed or 'it has none'}); a schedule may only post "
+                                  "into the bot's own rooms", "schedules", index, *sub_loc)
+        return self
 
     def channels(self, project_id: str) -> dict[str, str]:
         """Room id -> channel to subscribe to, in the order the rooms are listed."""

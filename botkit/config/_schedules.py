@@ -19,16 +19,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import astimezone
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from botkit.config._durations import EVERY, parse_duration
 from botkit.tokens import validate_room_id
 
 __all__ = ["ScheduleConfig"]
-
-
-def _duration(value: Any) -> Any:
-    # Imported here: _models imports this module for BotConfig.
-    from botkit.config._models import parse_duration
-
-    return None if value is None else parse_duration(value)
 
 
 class ScheduleConfig(BaseModel):
@@ -37,7 +31,7 @@ class ScheduleConfig(BaseModel):
     cron: str | None = Field(default=None,
                              description='a crontab expression, e.g. "0 18 * * *"')
     every: float | None = Field(default=None, gt=0,
-                                description="a duration, e.g. 30s, 15m or 1h")
+                                description="a duration of at least 1s, e.g. 30s, 15m or 1h")
     timezone: str = Field(default="UTC", description="a timezone name, e.g. Europe/Berlin")
     room: str | None = Field(default=None, description="a room id of the bot, e.g. lobby")
     rooms: list[str] | None = Field(default=None, description="a list of room ids")
@@ -46,7 +40,12 @@ class ScheduleConfig(BaseModel):
     @field_validator("every", mode="before")
     @classmethod
     def _parse_every(cls, value: Any) -> Any:
-        return _duration(value)
+        return None if value is None else parse_duration(value)
+
+    @field_validator("every")
+    @classmethod
+    def _bound_every(cls, value: float | None) -> float | None:
+        return None if value is None else EVERY.check(value)
 
     @field_validator("timezone")
     @classmethod

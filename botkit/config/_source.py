@@ -26,6 +26,11 @@ Loc = tuple[str | int, ...]
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _CONTEXT_VERB = re.compile(r"^while (?:scanning|parsing) ")  # "while scanning a quoted scalar"
+# Aliases let a 1 KB document stand for billions of values ("billion laughs"), and everything
+# after the composer (this index, ${VAR} expansion, validation) walks the values as a tree. A
+# real bots.yaml has a few thousand; the walk stops long before the budget costs much.
+MAX_VALUES = 100_000
+MAX_DEPTH = 64
 
 
 def format_loc(loc: Sequence[str | int]) -> str:
@@ -111,6 +116,10 @@ def read_yaml(text: str, path: str) -> tuple[Any, SourceMap]:
         return loader.construct_document(node), source
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, text, path) from exc
+    except RecursionError:
+        # The composer recurses once per level: "[[[[..." thousands deep.
+        raise ConfigError(f"the document is nested too deeply (more than {MAX_DEPTH} levels)",
+                          path=path) from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -124,6 +133,7 @@ class _Indexer:
         self._source = source
         self._errors: list[ConfigError] = []
         self._stack: list[yaml.Node] = []
+        self._visited = 0
 
     def run(self, root: yaml.Node) -> None:
         self._source.lines[()] = root.start_mark.line + 1
@@ -132,6 +142,18 @@ class _Indexer:
             raise combine_errors(self._errors)
 
     def _visit(self, node: yaml.Node, loc: Loc) -> None:
+        self._visited += 1
+        if self._visited > MAX_VALUES:
+            # Raised at once, not collected: going on is what would hang.
+            # At the top-level key holding the explosion: every deeper line is that of an
+            # anchor (an alias's node is its anchor's), which would point the reader elsewhere.
+            raise ConfigError(
+                f"the document expands to more than {MAX_VALUES} values "
+                "through its aliases (*name); bots.yaml never needs that many, so write the "
+                "values out or use fewer aliases", path=self._source.path,
+                line=self._source.line_of(loc[:1]), field=format_loc(loc[:1]) or None)
+        if len(self._stack) >= MAX_DEPTH:
+            raise self._at(node, loc, f"values are nested more than {MAX_DEPTH} levels deep")
         if any(node is seen for seen in self._stack):
             # An alias to one of its own ancestors: the value would be infinitely deep.
             self._errors.append(self._at(node, loc, "an alias refers to a value that contains "

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import secrets
 import socket
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,11 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from botkit.config import BotsConfig
-from botkit.dev.hub.app import API_PREFIX, WS_PATH, HubApp
+from botkit.dev.hub.app import HubApp
 from botkit.dev.hub.backend import DevSettings, backend_routes
 from botkit.dev.hub.server import uvicorn_config
 from botkit.dev.hub.settings import API_KEY_ENV, HubSettings
+from botkit.dev.localserver import API_PREFIX, WS_PATH
 from botkit.errors import LocalServerError
 from botkit.runtime.runner import LoadedBot
 from botkit.runtime.supervisor import Runtime
@@ -52,7 +54,10 @@ _START_TIMEOUT = 30.0
 _READY_TIMEOUT = 30.0
 """Seconds to wait for the bots before showing the page anyway (they go on trying)."""
 _HUB_STOP_TIMEOUT = 15.0
-"""Seconds for closing the page's connections and uvicorn's graceful stop (3 s) together."""
+"""Seconds for closing the page's connections and uvicorn's graceful stop (3 s) together, when
+the hub stops on its own (a failed start); a requested stop fits in the grace period."""
+_HUB_RESERVE = 1.0
+"""Seconds of the grace period kept for the hub's own stop (a quarter of it when shorter)."""
 
 
 def dev_environment(environ: Mapping[str, str]) -> tuple[dict[str, str], str | None]:
@@ -90,8 +95,10 @@ class DevServer:
     """The hub with the chat backend and page on ``host:port``, and ``bots`` against it.
 
     ``await run()`` serves until :meth:`stop` (safe from a signal handler on the loop), then
-    stops the bots and the hub; it raises the bots' first terminal error after stopping, and
-    :class:`LocalServerError` when the port can't be had. Port 0 picks a free port; ``port``
+    stops the bots and the hub; it raises the error of a bot that could not start (a
+    configuration mistake) after stopping, and :class:`LocalServerError` when the port can't
+    be had. A bot the hub disconnects later stops alone and starts again by itself (see
+    botkit.runtime.supervisor): the hub and the page stay. Port 0 picks a free port; ``port``
     holds the real one once listening."""
 
     def __init__(self, config: BotsConfig, bots: list[LoadedBot], *, port: int,
@@ -104,6 +111,8 @@ class DevServer:
         self.log_level = log_level
         self.runtime: Runtime | None = None
         self._stop = asyncio.Event()
+        self._deadline: float | None = None
+        """When the whole stop must be over (monotonic seconds): set by the first stop."""
 
     @property
     def page_url(self) -> str:
@@ -118,6 +127,8 @@ class DevServer:
         return f"http://{self.host}:{self.port}{API_PREFIX}"
 
     def stop(self) -> None:
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.grace
         self._stop.set()
         if self.runtime is not None:
             self.runtime.stop()
@@ -128,8 +139,11 @@ class DevServer:
         try:
             # Both names of this machine: the page may be opened as localhost or 127.0.0.1.
             origins = (f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}")
+            # Client publishes off unless bots.yaml asks for the prototype mode: the page sends
+            # through the moderated backend, and nobody can post past it as someone else.
             hub_config = HubSettings(port=self.port, host=self.host, api_key=key,
-                                     allowed_origins=origins, log_level=self.log_level).config()
+                                     allowed_origins=origins, log_level=self.log_level,
+                                     client_publish=self.config.dev.client_publish).config()
         except ValueError as exc:  # the defaults are valid: only a bug gets here
             sock.close()
             raise LocalServerError(f"the hub's settings are invalid: {exc}") from exc
@@ -159,7 +173,8 @@ class DevServer:
     def _listen(self) -> socket.socket:
         # Bound here rather than by uvicorn, which exits the process when the port is taken;
         # this way the port in use is a clear error, and port 0 gives a free port.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto TCP: asyncio sets TCP_NODELAY only on sockets that say they are TCP.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, self.port))
@@ -222,24 +237,51 @@ class DevServer:
             if serving.done() and not running.done():
                 log.error("the hub stopped unexpectedly; stopping the bots")
         finally:
-            runtime.stop()
-            # Bounded by the runtime itself: each step of its shutdown gets at most ``grace``.
-            await running  # raises the bots' terminal error, if any, once they have stopped
+            await self._stop_bots(runtime, running)
         if serving.done():
             raise LocalServerError("the hub stopped unexpectedly") from serving.exception()
+
+    def _hub_reserve(self) -> float:
+        return min(_HUB_RESERVE, self.grace / 4)
+
+    def _left(self) -> float:
+        """Seconds left of the grace period (all of it when no stop was asked for yet)."""
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.grace
+        return max(0.0, self._deadline - time.monotonic())
+
+    async def _stop_bots(self, runtime: Runtime, running: asyncio.Task[None]) -> None:
+        """Stop the bots within the grace period, less the hub's reserve. The runtime bounds
+        each step of its shutdown by the grace, so its steps together may take longer: what
+        still runs when the time is up is cancelled."""
+        runtime.stop()
+        await asyncio.wait([running], timeout=max(0.0, self._left() - self._hub_reserve()))
+        if not running.done():
+            log.warning("the bots did not stop within the grace period (%g s); cancelling "
+                        "what they still do", self.grace)
+            running.cancel()
+            # Cancelled, they only run their cleanup; bounded all the same.
+            await asyncio.wait([running], timeout=self._hub_reserve())
+            if not running.done():
+                log.error("the bots did not finish cancelling; stopping the hub anyway")
+            return
+        if not running.cancelled():
+            running.result()  # raises a start failure, if any, once the bots have stopped
 
     async def _stop_hub(self, hub_app: HubApp, server: uvicorn.Server,
                         serving: asyncio.Task[None]) -> None:
         failed_before = serving.done()  # then its error is what run() raises
+        requested = self._deadline is not None
+        timeout = max(self._left(), 0.2) if requested else _HUB_STOP_TIMEOUT
         try:
-            async with asyncio.timeout(_HUB_STOP_TIMEOUT):
+            async with asyncio.timeout(timeout):
                 # 3001 "shutdown" first, as Centrifugo does: open pages reconnect to whatever
                 # comes next instead of showing a dropped connection.
-                await hub_app.close_connections()
+                await hub_app.close_connections(timeout=min(2.0, timeout / 2))
                 server.should_exit = True
                 await asyncio.wait([serving])
         except TimeoutError:
-            log.warning("the hub did not stop within %.0f s; closing it", _HUB_STOP_TIMEOUT)
+            log.warning("the hub did not stop within %.1f s; closing it", timeout)
             server.force_exit = True
             serving.cancel()
             await asyncio.wait([serving])

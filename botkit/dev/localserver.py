@@ -135,7 +135,9 @@ class ServerSettings:
     """The knobs a test or a developer may turn; everything else is the seed's setup."""
 
     port: int = 3001
-    api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    # Out of the repr (and so of every log line and error that shows the settings): the key
+    # signs every token of the server.
+    api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     ping_interval: str = "25s"
     pong_timeout: str = "8s"
     history_size: int = 100
@@ -147,6 +149,11 @@ class ServerSettings:
     presence_update_interval: str = "27s"
     allowed_origins: tuple[str, ...] = ()
     log_level: str = "info"
+    # The seed's prototype mode: subscribers of a chat room may publish into it directly,
+    # unmoderated, naming any senderId. On here, so that the test suite's humans can post and
+    # spoofing can be tested; production (and ``botkit dev``, unless ``dev: client_publish``)
+    # keeps it off and sends through a moderating backend.
+    client_publish: bool = True
 
 
 def centrifugo_config(settings: ServerSettings) -> dict[str, Any]:
@@ -161,9 +168,9 @@ def centrifugo_config(settings: ServerSettings) -> dict[str, Any]:
         "force_recovery": True,
         # Subscribing needs a subscription token minted by the backend: rooms are private.
         "allow_subscribe_for_client": False,
-        # The seed's prototype mode: subscribers may publish directly. Production replies go
-        # through the server API; this stays on so spoofing can be tested.
-        "allow_publish_for_subscriber": True,
+        # The seed's prototype mode when on (see ServerSettings.client_publish). Production
+        # replies go through the server API.
+        "allow_publish_for_subscriber": settings.client_publish,
         "allow_presence_for_subscriber": True,
         "allow_history_for_subscriber": True,
     }

@@ -5,14 +5,17 @@ Two kinds of jobs:
 * **static** jobs come from ``@bot.every`` / ``@bot.cron`` and from ``schedules:`` in bots.yaml.
   They are declared again at every start, so they live in memory;
 * **dynamic** jobs come from ``ctx.schedule(...)``. They are stored in the state file's job table
-  and survive restarts: a job missed while the daemon was down runs once at start when still
-  within the misfire grace period (coalesced), and is logged as missed otherwise.
+  (read off the event loop by :meth:`BotScheduler.open`, written by the file's worker thread, see
+  :mod:`botkit.jobs.store`) and survive restarts: a job missed while the daemon was down runs
+  once at start when still within the misfire grace period (coalesced), and is logged as missed
+  otherwise.
 
-A job is stored as data only — the bot's name, a reference to a module-level function, the room
-and JSON keyword arguments — so a stored job never pickles live objects. Jobs run through
-:class:`_BotkitExecutor`, which hands each fire *with its scheduled time* to the bot, so that what
-a fire publishes carries an idempotency key made of the bot, the job id and that time: one fire is
-never announced twice, even when a restart replays it.
+A job is stored as JSON data only — the bot's name, a reference to a module-level function, the
+room and JSON keyword arguments — never as a pickle, and a stored job may only name a function of
+a module the process has already imported: the state file can't make the daemon run other code.
+Jobs run through :class:`_BotkitExecutor`, which hands each fire *with its scheduled time* to the
+bot, so that what a fire publishes carries an idempotency key made of the bot, the job id and
+that time: one fire is never announced twice, even when a restart replays it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import obj_to_ref, ref_to_obj
 
 from botkit.errors import PluginError, StateError
+from botkit.jobs.codec import JobRowError, loaded_reference
 from botkit.jobs.store import SQLiteJobStore
 from botkit.ulid import new_ulid
 
@@ -56,6 +60,9 @@ log = logging.getLogger("botkit.jobs.scheduler")
 
 STATIC = "static"
 DYNAMIC = "dynamic"
+# NaN made timedelta raise a puzzling "cannot convert float NaN to integer", inf an
+# OverflowError; ten years is far past any reminder and far from datetime's limits.
+_MAX_DELAY = 10 * 365 * 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +135,9 @@ def plan_job(fn: Callable[..., Any], *, at: datetime | None, delay: float | None
                          "(seconds)")
     if at is not None and at.tzinfo is None:
         raise ValueError("at= must be timezone-aware, e.g. datetime.now(UTC)")
+    if delay is not None and not 0 <= delay <= _MAX_DELAY:
+        raise ValueError("delay= must be a number of seconds from 0 to 10 years, got "
+                         f"{delay!r}")
     when = at if at is not None else now + timedelta(seconds=delay or 0.0)
     return when, function_reference(fn), _check_json(kwargs or {})
 
@@ -208,13 +218,20 @@ class BotScheduler:
         self.misfire_grace = misfire_grace
         self._closed = False
         self._executor = _BotkitExecutor(self)
-        dynamic = SQLiteJobStore(store_path) if store_path is not None else MemoryJobStore()
+        self._stored = SQLiteJobStore(store_path) if store_path is not None else None
+        dynamic = self._stored if self._stored is not None else MemoryJobStore()
         self._scheduler = AsyncIOScheduler(
             timezone=UTC,
             jobstores={DYNAMIC: dynamic, STATIC: MemoryJobStore()},
             executors={"default": self._executor},
             job_defaults={"coalesce": True, "misfire_grace_time": int(misfire_grace),
                           "max_instances": 1})
+
+    async def open(self) -> None:
+        """Read the stored jobs, off the event loop. Call it once before using the scheduler
+        when it keeps jobs in a file (StateError, StateInUseError, StateTimeoutError)."""
+        if self._stored is not None and not self._closed:
+            await self._stored.load()
 
     @property
     def running(self) -> bool:
@@ -230,6 +247,9 @@ class BotScheduler:
         if self._closed:
             raise StateError("the scheduler is shut down: jobs can no longer be scheduled, "
                              "listed or cancelled")
+        if self._stored is not None and not self._stored.loaded:
+            raise StateError("the scheduler's job store is not loaded: await "
+                             "BotScheduler.open() first")
         if not self._scheduler.running:
             self._scheduler.start(paused=True)
         return self._scheduler
@@ -254,7 +274,7 @@ class BotScheduler:
         """Start firing jobs. Static jobs count from now, however long ago they were declared
         (the job stores may have been opened early, with firing paused)."""
         if not self._scheduler.running:
-            self._scheduler.start(paused=True)
+            self._opened()
         for job in self._scheduler.get_jobs(jobstore=STATIC):
             job.reschedule(_counting_from_now(job.trigger))
         self._scheduler.resume()
@@ -268,7 +288,8 @@ class BotScheduler:
             await self._executor.drain(grace)
 
     async def shutdown(self, grace: float) -> None:
-        """Stop firing, let fires under way finish within ``grace``, close the job stores.
+        """Stop firing, let fires under way finish within ``grace``, close the job stores
+        (writing the stored jobs' last changes: StateError if the file does not take them).
         Using jobs afterwards raises StateError."""
         await self.stop_firing(grace)
         if self._closed:
@@ -279,6 +300,8 @@ class BotScheduler:
             # AsyncIOScheduler shuts down in a loop callback, queued just now: let it run, so
             # that the job stores are closed when this returns.
             await asyncio.sleep(0)
+        if self._stored is not None:
+            await self._stored.aclose()
 
     async def fire(self, job: Job, run_time: datetime) -> None:
         host_name, target, room = job.args
@@ -288,6 +311,13 @@ class BotScheduler:
                         host_name)
             return
         short_id = job.id.removeprefix(f"{host_name}:")
+        if job._jobstore_alias == DYNAMIC:
+            try:
+                # Read from the state file: it may name only code that is already loaded.
+                loaded_reference(target)
+            except JobRowError as exc:
+                log.error("job %s skipped: its target %s", job.id, exc)
+                return
         await host.run_job(short_id, run_time, target, room, job.kwargs)
 
     # -- dynamic jobs ------------------------------------------------------------------------

@@ -35,7 +35,13 @@ from botkit.protocol.events import (
     Subscribed,
     Unsubscribed,
 )
-from botkit.protocol.results import parse_history, parse_presence, parse_presence_stats
+from botkit.protocol.results import (
+    parse_error,
+    parse_history,
+    parse_position,
+    parse_presence,
+    parse_presence_stats,
+)
 from botkit.protocol.types import (
     ClientInfo,
     HistoryResult,
@@ -76,7 +82,9 @@ __all__ = [
     "disconnect_action",
     "error_action",
     "full_jitter",
+    "parse_error",
     "parse_history",
+    "parse_position",
     "parse_presence",
     "parse_presence_stats",
     "unsubscribe_action",

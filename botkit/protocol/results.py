@@ -1,7 +1,8 @@
-"""Typed results of presence, presence stats and history.
+"""Typed results of presence, presence stats and history, stream positions and error objects.
 
-The realtime protocol and the server API return these in the same shape, so both parse them here.
-A result that does not have that shape raises :class:`ProtocolError`.
+The realtime protocol and the server API return these in the same shape, so both parse them here
+(``botkit.serverapi.replies`` builds every server API reply from these). A result that does not
+have that shape raises :class:`ProtocolError`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from botkit.protocol.types import (
     StreamPosition,
 )
 
-__all__ = ["parse_history", "parse_presence", "parse_presence_stats"]
+__all__ = [
+    "parse_error",
+    "parse_history",
+    "parse_position",
+    "parse_presence",
+    "parse_presence_stats",
+]
 
 _MAX_UINT64 = 2**64 - 1
 
@@ -57,6 +64,19 @@ def parse_presence_stats(result: dict[str, Any]) -> PresenceStats:
     return PresenceStats(_count(result, "num_clients"), _count(result, "num_users"))
 
 
+def parse_position(result: dict[str, Any]) -> StreamPosition:
+    """``{"offset": n, "epoch": e}`` (each optional) → StreamPosition: the top of a history, or
+    where a publish landed (0 and "" in a channel without history)."""
+    return StreamPosition(_count(result, "offset"), _text(result, "epoch"))
+
+
+def parse_error(raw: Any) -> tuple[int, str]:
+    """An error object ``{"code": n, "message": text}`` → ``(code, message)``."""
+    if not isinstance(raw, dict):
+        raise ProtocolError("error should be an object")
+    return _count(raw, "code"), _text(raw, "message")
+
+
 def parse_history(channel: str, result: dict[str, Any]) -> HistoryResult:
     raw_publications = result.get("publications", [])
     if not isinstance(raw_publications, list):
@@ -72,5 +92,4 @@ def parse_history(channel: str, result: dict[str, Any]) -> HistoryResult:
         publications.append(Publication(
             channel=channel, data=raw.get("data"), offset=_count(raw, "offset"),
             info=None if info is None else _info(info), tags=tags))
-    position = StreamPosition(_count(result, "offset"), _text(result, "epoch"))
-    return HistoryResult(tuple(publications), position)
+    return HistoryResult(tuple(publications), parse_position(result))

@@ -4,7 +4,9 @@ Modules, one concept each::
 
     core        BotCore: validation, routing and handler calls (shared with botkit.testing)
     runner      BotRunner: one bot's connection, lanes and subscriptions
-    supervisor  Runtime: every bot of a bots.yaml, start and shutdown in a fixed order
+    supervisor  Runtime: every bot of a bots.yaml, start and shutdown in a fixed order, each
+                bot's failures its own (BotStatus)
+    trust       which publications a bot takes: server-published, or a member's own words
     lanes       one ordered, bounded lane per (bot, room)
     deadlines   one shared timer for every handler's deadline
     presence    user.joined / user.left made from presence, once per user
@@ -14,8 +16,10 @@ Modules, one concept each::
 from __future__ import annotations
 
 from botkit.runtime.supervisor import (
+    BotPhase,
     BotRunner,
     BotStats,
+    BotStatus,
     LoadedBot,
     Runtime,
     load_bot,
@@ -23,8 +27,10 @@ from botkit.runtime.supervisor import (
 )
 
 __all__ = [
+    "BotPhase",
     "BotRunner",
     "BotStats",
+    "BotStatus",
     "LoadedBot",
     "Runtime",
     "load_bot",

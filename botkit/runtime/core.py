@@ -1,8 +1,9 @@
 """The part of a running bot that does not know about sockets: what happens to a publication, a
 join or a leave once it has arrived in a room, and to a job once it fires.
 
-A publication is validated, and dropped (each drop counted) when it is invalid, spoofed, the
-bot's own or another bot's → the bot's routes pick handlers → each runs under the bot's
+A publication is validated, and dropped (each drop counted) when it is invalid, spoofed, of a
+type its publisher may not vouch for (see trust.py), the bot's own or another bot's → the bot's
+routes pick handlers → each runs under the bot's
 middleware, timeout and error isolation, sharing one Context so replies are numbered in order.
 Presence pushes become ``user.joined`` / ``user.left`` envelopes, once per user however many
 connections the user has.
@@ -33,6 +34,7 @@ from botkit.jobs.scheduler import ScheduleSpec
 from botkit.protocol.types import ClientInfo, Publication
 from botkit.runtime.deadlines import Deadlines
 from botkit.runtime.presence import RoomPresence
+from botkit.runtime.trust import DropLog, TrustPolicy
 from botkit.state.store import BotState, StateStore
 from botkit.ulid import new_ulid
 
@@ -50,6 +52,8 @@ class BotStats:
     handled: int = 0
     invalid: int = 0
     spoofed: int = 0
+    untrusted: int = 0
+    """Client-published envelopes of a type only the server may publish (see trust.py)."""
     own: int = 0
     from_bots: int = 0
     handler_errors: int = 0
@@ -100,6 +104,8 @@ class BotCore:
         self._deadlines = Deadlines(self.limits.handler_timeout)
         self.presence = {room: RoomPresence() for room in self.channels}
         """Who is in each room, as the presence pushes told."""
+        self.trust = TrustPolicy(config.trusted_senders)
+        self._drops = DropLog(self.name, log)
 
     # -- hooks -------------------------------------------------------------------------------
 
@@ -167,8 +173,9 @@ class BotCore:
     # -- what arrives in a room --------------------------------------------------------------
 
     async def handle_publication(self, room: str, publication: Publication) -> None:
-        """A publication in ``room``: validated, checked against the user the server attests
-        (``info``, present for client publishes), then dispatched."""
+        """A publication in ``room``: validated, checked against what its publisher may say
+        (``info``, the user the server attests, is present for client publishes only), then
+        dispatched."""
         stats = self.stats
         stats.received += 1
         try:
@@ -176,15 +183,25 @@ class BotCore:
                                       max_text_length=self.limits.max_text_length)
         except EnvelopeError as exc:
             stats.invalid += 1
-            log.warning("bot %s: dropped an invalid envelope in %s (offset %d): %s",
-                        self.name, room, publication.offset, exc)
+            self._drops.dropped("invalid", "dropped an invalid envelope in %s (offset %d): %s",
+                                room, publication.offset, exc)
             return
         info = publication.info
-        if info is not None and envelope.sender_id != info.user:
-            stats.spoofed += 1
-            log.warning("bot %s: dropped envelope %s in %s: senderId %r but the server says "
-                        "user %r published it", self.name, envelope.id, room,
-                        envelope.sender_id, info.user)
+        refusal = self.trust.refusal(envelope, info)
+        if refusal is not None:
+            assert info is not None  # only client publishes are refused
+            if refusal == "spoofed":
+                stats.spoofed += 1
+                self._drops.dropped("spoofed", "dropped envelope %r in %s: senderId %r but the "
+                                    "server says user %r published it", envelope.id, room,
+                                    envelope.sender_id, info.user)
+            else:
+                stats.untrusted += 1
+                self._drops.dropped("untrusted", "dropped envelope %r in %s: user %r published "
+                                    "a %r from their own connection; only the server API may "
+                                    "publish that type (see trusted_senders in "
+                                    "docs/security.md)", envelope.id, room, info.user,
+                                    envelope.type)
             return
         await self.dispatch(room, envelope)
 

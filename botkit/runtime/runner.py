@@ -20,6 +20,7 @@ from botkit.bot import Bot
 from botkit.config import BotsConfig
 from botkit.context import BotServices, JobScheduler
 from botkit.errors import RealtimeTimeoutError, SubscriptionError
+from botkit.protocol.codes import DisconnectAction, disconnect_action
 from botkit.protocol.events import Joined, Left, StreamGap
 from botkit.protocol.types import Publication
 from botkit.realtime import (
@@ -194,7 +195,9 @@ class BotRunner:
                 for lane in self._lanes.values():
                     await lane.put(_Resync(announce=True))
             self._was_connected = True
-        elif event.state is ConnectionState.DISCONNECTED:
+        elif (event.state is ConnectionState.DISCONNECTED
+              and disconnect_action(event.code) is DisconnectAction.RECONNECT):
+            # A terminal close is the supervisor's to report (it stops the bot alone).
             log.warning("bot %s: connection lost (%s %s); reconnecting", self.config.name,
                         event.code, event.reason)
 

@@ -6,6 +6,13 @@ Start order: state store → API client → bots (connect, subscribe, on_start) 
 Shutdown order (fixed, each step bounded by the grace period): stop firing jobs (fires under way
 finish) → stop taking envelopes (close the realtime connections) → finish what the lanes hold →
 on_stop hooks → flush pending replies through the API → close the job store and the state store.
+
+Failures are per bot. A bot that cannot start (the server refuses its token, say) is a mistake
+in the configuration, and ends the runtime with its error before anything is served. Once a
+bot has served, its end is its own: the server closing it for good (``disconnect`` through the
+server API, 3500-3999 codes) or a bug of ours stops that bot alone; it is logged once, its
+status says why (:meth:`Runtime.status`), and it starts again after a growing delay, while the
+other bots, and in ``botkit dev`` the hub, go on.
 """
 
 from __future__ import annotations
@@ -13,7 +20,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +32,13 @@ from botkit.bot import Bot
 from botkit.config import BotConfig, BotsConfig, validate_settings
 from botkit.errors import BotkitError, TerminalDisconnectError
 from botkit.jobs.scheduler import BotScheduler
-from botkit.runtime.plugins import load_plugin
+from botkit.runtime.plugins import load_configured_plugin
 from botkit.runtime.runner import BotRunner, BotStats, LoadedBot, static_schedules
 from botkit.serverapi.client import ServerApi
 from botkit.state.store import StateStore, open_state_store
 
-__all__ = ["BotRunner", "BotStats", "LoadedBot", "Runtime", "load_bot", "load_bots"]
+__all__ = ["BotPhase", "BotRunner", "BotStats", "BotStatus", "LoadedBot", "Runtime", "load_bot",
+           "load_bots"]
 
 log = logging.getLogger("botkit.runtime.supervisor")
 
@@ -42,13 +54,47 @@ def load_bot(config: BotsConfig, bot_config: BotConfig, *, bot: Bot | None = Non
     """One bot of ``config``: its plugin imported (unless ``bot`` is given; a bot without a
     plugin is an empty ``Bot``) and its settings validated (ConfigError/PluginError)."""
     if bot is None:
-        bot = (load_plugin(bot_config.plugin, search_path=search_path)
+        bot = (load_configured_plugin(config, bot_config, search_path=search_path)
                if bot_config.plugin is not None else Bot(bot_config.name))
     if bot.settings is not None:
         settings: Any = validate_settings(config, bot_config, bot.settings)
     else:
         settings = dict(bot_config.settings)
     return LoadedBot(bot_config, bot, settings)
+
+
+class BotPhase(StrEnum):
+    STARTING = "starting"
+    """Connecting, subscribing, running its on_start hooks."""
+    SERVING = "serving"
+    RESTARTING = "restarting"
+    """Stopped by a failure of its own; starts again after a delay."""
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class BotStatus:
+    """Where one bot of a runtime is, and why."""
+
+    phase: BotPhase
+    restarts: int = 0
+    """How often it was started again after a failure."""
+    reason: str | None = None
+    """Why it last stopped on its own (None while it never did)."""
+
+
+class _JobHost:
+    """The scheduler's handle on a bot that outlives the bot's runners: each fire goes to the
+    runner of the moment. Jobs publish through the server API, so they fire while the bot's
+    connection is down too, and a restart loses none."""
+
+    def __init__(self, name: str, runners: Mapping[str, BotRunner]) -> None:
+        self.name = name
+        self._runners = runners
+
+    async def run_job(self, job_id: str, run_time: datetime, target: str, room: str | None,
+                      kwargs: Mapping[str, Any]) -> None:
+        await self._runners[self.name].run_job(job_id, run_time, target, room, kwargs)
 
 
 @dataclass
@@ -63,12 +109,28 @@ class Runtime:
     freeze_gc: bool = True
     """Once every bot is ready, exempt what start-up made (modules, models, configuration) from
     the cyclic GC until the runtime stops (see _freeze_startup_objects)."""
+    restart_delay: float = 30.0
+    """Seconds before a bot that stopped on its own starts again; doubled on each failure in a
+    row, up to ``max_restart_delay`` (a bot that served that long starts over at this)."""
+    max_restart_delay: float = 600.0
     runners: dict[str, BotRunner] = field(default_factory=dict, init=False)
+    """Each bot's current runner (a restart replaces it; its stats carry over)."""
     scheduler: BotScheduler | None = field(default=None, init=False)
     stop_event: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _bots_stop: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _started: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _failures: list[BaseException] = field(default_factory=list, init=False)
+    _statuses: dict[str, BotStatus] = field(default_factory=dict, init=False)
+    _new_runner: Callable[[LoadedBot], BotRunner] | None = field(default=None, init=False)
+
+    def status(self, name: str) -> BotStatus:
+        """Where bot ``name`` is: starting, serving, restarting (and why) or stopped."""
+        status = self._statuses.get(name, BotStatus(BotPhase.STARTING))
+        runner = self.runners.get(name)
+        # Serving is the runner's to say: it sets ready once subscribed and started.
+        if status.phase is BotPhase.STARTING and runner is not None and runner.ready.is_set():
+            return BotStatus(BotPhase.SERVING, status.restarts, status.reason)
+        return status
 
     def stop(self) -> None:
         """Ask for a graceful shutdown (safe to call from a signal handler on the loop)."""
@@ -80,7 +142,8 @@ class Runtime:
         await self._started.wait()
 
     async def run(self) -> None:
-        """Serve until :meth:`stop`; raise the first terminal error after shutting down."""
+        """Serve until :meth:`stop`; after shutting down, raise the error of a bot that could
+        not start (the only failure that ends the runtime; later ones are each bot's own)."""
         async with open_state_store(self.config) as store:
             await self._run_with(store)
         if self._failures:
@@ -96,18 +159,20 @@ class Runtime:
         api = ServerApi(xshathra.api_url, xshathra.server_api_key.get_secret_value(),
                         close_timeout=self.grace)
         try:
+            await self.scheduler.open()
             async with api:
-                self.runners = {
-                    loaded.config.name: BotRunner(loaded, self.config, api,
-                                                  bot_users=bot_users, state=store,
-                                                  scheduler=self.scheduler)
-                    for loaded in self.bots}
+                def new_runner(loaded: LoadedBot) -> BotRunner:
+                    return BotRunner(loaded, self.config, api, bot_users=bot_users,
+                                     state=store, scheduler=self.scheduler)
+
+                self._new_runner = new_runner
+                self.runners = {loaded.config.name: new_runner(loaded) for loaded in self.bots}
                 for loaded in self.bots:
-                    self.scheduler.add_host(self.runners[loaded.config.name],
+                    self.scheduler.add_host(_JobHost(loaded.config.name, self.runners),
                                             static_schedules(loaded))
                 async with asyncio.TaskGroup() as group:
-                    for runner in self.runners.values():
-                        group.create_task(self._run_one(runner), name=f"bot {runner.name}")
+                    for loaded in self.bots:
+                        group.create_task(self._run_one(loaded), name=f"bot {loaded.config.name}")
                     group.create_task(self._coordinate(), name="runtime coordinator")
         finally:
             # Only now: the bots' last handlers and on_stop hooks may still store jobs.
@@ -130,6 +195,9 @@ class Runtime:
                 await stopped
         finally:
             ready.cancel()
+            # A cancelled gather ends with CancelledError as its *exception*; unread, asyncio
+            # logged "exception was never retrieved" after a bot failed before it was ready.
+            ready.add_done_callback(_retrieve)
             stopped.cancel()
             if frozen:
                 gc.unfreeze()
@@ -138,20 +206,113 @@ class Runtime:
             finally:
                 self._bots_stop.set()
 
-    async def _run_one(self, runner: BotRunner) -> None:
+    async def _run_one(self, loaded: LoadedBot) -> None:
+        """One bot, from its start to the runtime's stop, through its restarts."""
+        name = loaded.config.name
+        served_once = False
+        failures_in_a_row = 0
+        status = BotStatus(BotPhase.STARTING)
+        while True:
+            self._statuses[name] = status
+            runner = self.runners[name]
+            began = time.monotonic()
+            error = await self._run_once(runner)
+            served_once = served_once or runner.ready.is_set()
+            if error is None:  # asked to stop
+                self._statuses[name] = BotStatus(BotPhase.STOPPED, status.restarts,
+                                                 status.reason)
+                return
+            reason = _describe(error)
+            stopped = BotStatus(BotPhase.STOPPED, status.restarts, reason)
+            if not served_once:
+                # It never served: a refused token or user is a configuration mistake, to be
+                # told at once, not retried behind a process that looks alive.
+                if _unexpected(error) is not None:
+                    log.error("bot %s failed to start", name, exc_info=error)
+                self._statuses[name] = stopped
+                self._fail(BotkitError(f"bot {name}: {reason}"), error)
+                return
+            if self._bots_stop.is_set():
+                log.error("bot %s stopped while the runtime stopped: %s", name, reason,
+                          exc_info=_unexpected(error))
+                self._statuses[name] = stopped
+                return
+            if time.monotonic() - began >= self.max_restart_delay:
+                failures_in_a_row = 0  # it served a good while: not a failure in a row
+            delay = min(self.restart_delay * 2 ** failures_in_a_row, self.max_restart_delay)
+            failures_in_a_row += 1
+            self._statuses[name] = BotStatus(BotPhase.RESTARTING, status.restarts, reason)
+            log.error("bot %s stopped: %s; the other bots go on, and it starts again in "
+                      "%.0fs", name, reason, delay, exc_info=_unexpected(error))
+            if await self._stops_within(delay):
+                self._statuses[name] = stopped
+                return
+            assert self._new_runner is not None
+            fresh = self._new_runner(loaded)
+            fresh.core.stats = runner.stats  # one bot, one set of counters across its runs
+            self.runners[name] = fresh
+            status = BotStatus(BotPhase.STARTING, status.restarts + 1, reason)
+
+    async def _run_once(self, runner: BotRunner) -> Exception | None:
+        """Run ``runner`` until the runtime stops or the bot fails; what failed it, if any."""
         try:
             await runner.run(self._bots_stop, self.grace)
-        except TerminalDisconnectError as exc:
-            # One bot refused for good (wrong key, banned): stop the rest cleanly and report.
-            self._fail(BotkitError(f"bot {runner.name}: {exc}"), exc)
-        except Exception as exc:
-            log.exception("bot %s stopped on an unexpected error", runner.name)
-            self._fail(BotkitError(f"bot {runner.name} failed: {exc!r}"), exc)
+        except Exception as exc:  # an ExceptionGroup from the runner's TaskGroup, mostly
+            return exc
+        if self._bots_stop.is_set():
+            return None
+        # The connection ended without an error and without being asked to: still a failure.
+        return BotkitError("its realtime connection closed")
+
+    async def _stops_within(self, delay: float) -> bool:
+        """Whether the runtime is asked to stop within ``delay`` seconds."""
+        try:
+            async with asyncio.timeout(delay):
+                await self._bots_stop.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def _fail(self, error: BotkitError, cause: BaseException) -> None:
         error.__cause__ = cause
         self._failures.append(error)
         self.stop_event.set()
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _terminal(error: BaseException | None) -> TerminalDisconnectError | None:
+    """The server's refusal in ``error``, if that is what it is (the runner's TaskGroup wraps
+    what its body raised in an ExceptionGroup)."""
+    if isinstance(error, TerminalDisconnectError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _terminal(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def _describe(error: BaseException | None) -> str:
+    terminal = _terminal(error)
+    if terminal is not None:
+        return f"the server closed its connection for good: {terminal}"
+    if isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        return _describe(error.exceptions[0])
+    if isinstance(error, BotkitError):
+        return str(error)
+    return f"unexpected error {error!r}"
+
+
+def _unexpected(error: BaseException | None) -> BaseException | None:
+    """``error`` if it is a bug of ours (worth its traceback in the log), else None."""
+    if error is None or _terminal(error) is not None or isinstance(error, BotkitError):
+        return None
+    return error
 
 
 def _freeze_startup_objects() -> bool:

@@ -52,8 +52,8 @@ class BotHarness:
                  name: str | None = None, user_id: str | None = None,
                  rooms: Sequence[str] = ("lobby",), limits: Mapping[str, Any] | None = None,
                  schedules: Sequence[Mapping[str, Any]] = (), other_bots: Iterable[str] = (),
-                 now: datetime | None = None, user: str = "user",
-                 project_id: str = "proj_test") -> None:
+                 trusted_senders: Sequence[str] = (), now: datetime | None = None,
+                 user: str = "user", project_id: str = "proj_test") -> None:
         plugin = bot if isinstance(bot, str) else None
         bot = load_plugin(bot) if isinstance(bot, str) else bot
         name = name or bot.name
@@ -61,7 +61,8 @@ class BotHarness:
             "name": name, "plugin": plugin, "user_id": user_id or f"bot_{name}",
             "rooms": list(rooms), "limits": dict(limits or {}),
             "settings": {} if isinstance(settings, BaseModel) else dict(settings or {}),
-            "schedules": [dict(item) for item in schedules]}
+            "schedules": [dict(item) for item in schedules],
+            "trusted_senders": list(trusted_senders)}
         try:
             config = BotsConfig.model_validate({"xshathra": _xshathra(project_id),
                                                 "state": {"backend": "memory"},
@@ -174,10 +175,13 @@ class BotHarness:
         ``senderId`` (``as_user``, else the default user) and ``sentAt`` are filled in,
         unless ``raw``: then ``data`` goes out exactly as given, valid or not.
 
-        ``as_user`` publishes from that user's connection, and the server attests it as the
-        publisher (``attested_user`` overrides what it attests: a ``senderId`` that differs
-        is a spoof, which the bot drops). Without ``as_user`` it is a publish through the
-        server API, as a game server does: nobody is attested."""
+        Without ``as_user`` it is *server-published*: through the server API, as a game server
+        does; nobody is attested and the bot takes any type, whatever the ``senderId``.
+        With ``as_user`` it is *client-published*: from that user's own connection, and the
+        server attests that user as the publisher (``attested_user`` overrides whom it
+        attests). The bot then drops it as spoofed when the ``senderId`` differs from the
+        attested user, and as untrusted when its type is neither ``chat.message``, ``typing``
+        nor registered ``client_safe``, unless the user is in ``trusted_senders``."""
         if isinstance(data, Envelope):
             data = envelope_to_dict(data)
         elif not raw and isinstance(data, Mapping):

@@ -54,7 +54,7 @@ async def test_truncated_body(proxied: Proxied) -> None:
 
 async def test_reset_mid_response(proxied: Proxied) -> None:
     proxy, http = proxied
-    proxy.reset_next(1)
+    proxy.reset_next(1, after=5)
     with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
         await _publish(http)
     assert proxy.forwarded == 1

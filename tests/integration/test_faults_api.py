@@ -66,7 +66,7 @@ FAULTS: dict[str, Fault] = {
     # No answer until the client gives up on its own timeout.
     "stall_past_timeout": Fault(stall=60.0),
     # Part of the answer, then a TCP reset.
-    "reset_mid_response": Fault(reset=True),
+    "reset_mid_response": Fault(reset_after=10),
 }
 
 

@@ -13,7 +13,9 @@ from botkit.protocol import (
     PresenceStats,
     Publication,
     StreamPosition,
+    parse_error,
     parse_history,
+    parse_position,
     parse_presence,
     parse_presence_stats,
 )
@@ -125,3 +127,41 @@ def test_rejection_message_is_short_even_for_huge_values() -> None:
     with pytest.raises(ProtocolError) as caught:
         parse_presence_stats({"num_clients": "x" * 1_000_000})
     assert len(str(caught.value)) < 100
+
+
+def test_parse_position() -> None:
+    assert parse_position({"offset": 7, "epoch": "Ab"}) == StreamPosition(7, "Ab")
+    assert parse_position({}) == StreamPosition(0, "")  # a publish to a channel without history
+
+
+@pytest.mark.parametrize(
+    ("result", "message"),
+    [
+        ({"offset": "1", "epoch": "e"}, "offset should be a non-negative integer"),
+        ({"offset": {"n": 1}}, "offset should be a non-negative integer"),
+        ({"offset": 1, "epoch": 7}, "epoch should be a string"),
+    ],
+)
+def test_parse_position_rejects(result: dict[str, Any], message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        parse_position(result)
+
+
+def test_parse_error() -> None:
+    assert parse_error({"code": 102, "message": "unknown channel"}) == (102, "unknown channel")
+    assert parse_error({"code": 100}) == (100, "")
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("internal", "error should be an object"),
+        ([100], "error should be an object"),
+        ({"code": "100", "message": "x"}, "code should be a non-negative integer"),
+        ({"code": 1.5}, "code should be a non-negative integer"),
+        ({"code": 100, "message": 5}, "message should be a string"),
+    ],
+)
+def test_parse_error_rejects(raw: Any, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        parse_error(raw)

@@ -8,10 +8,10 @@ request, in arrival order::
         proxy.fail_next(2, status=503, forward=True)   # the server sees it, the client gets 503
         proxy.delay_next(1, 2.0)                       # forwarded, answered 2 s late
         proxy.drop_next(1)                             # connection closed, no answer
+        proxy.reset_next(1, after=10)                  # headers and 10 body bytes, then RST
         proxy.answer_next(1, body=b'{"error":{"code":111,"message":"too many requests"}}')
         proxy.rewrite_next(1, lambda body: body.replace(b"a", b"b"))
         proxy.truncate_next(1)                         # half the body, then the socket closes
-        proxy.reset_next(1)                            # part of the answer, then a TCP reset
         proxy.stall_next(1)                            # no answer until the client hangs up
         proxy.inject(Fault(status=500), match=for_method("publish"))  # only a publish request
         url = proxy.proxied("http://127.0.0.1:8000/api/realtime")
@@ -48,20 +48,20 @@ _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "conte
 class Fault:
     """What to do to one request. ``forward`` sends it upstream first (so the server acts on it
     even though the client sees a failure); ``status``/``body`` replace the answer; ``delay``
-    holds the answer back; ``drop`` closes the connection without answering; ``rewrite``
-    transforms the upstream body. ``truncate`` sends the head and half the body, then closes;
-    ``reset`` sends part of the answer, then resets the connection; ``stall`` sends nothing
-    until the client hangs up (at most ``stall`` seconds). ``match`` picks the requests the
-    fault applies to (all when None)."""
+    holds the answer back; ``drop`` closes the connection without answering; ``reset_after``
+    sends the headers (announcing the whole body) and that many body bytes, then resets the
+    connection; ``rewrite`` transforms the upstream body. ``truncate`` sends the head and half
+    the body, then closes; ``stall`` sends nothing until the client hangs up (at most ``stall``
+    seconds). ``match`` picks the requests the fault applies to (all when None)."""
 
     forward: bool = True
     status: int | None = None
     body: bytes = b""
     delay: float = 0.0
     drop: bool = False
+    reset_after: int | None = None
     rewrite: Callable[[bytes], bytes] | None = None
     truncate: bool = False
-    reset: bool = False
     stall: float = 0.0
     match: Callable[[ProxiedRequest], bool] | None = None
 
@@ -135,10 +135,6 @@ class FaultProxy:
                       match: Callable[[ProxiedRequest], bool] | None = None) -> None:
         self.inject(Fault(forward=forward, truncate=True), count, match=match)
 
-    def reset_next(self, count: int, *, forward: bool = True,
-                   match: Callable[[ProxiedRequest], bool] | None = None) -> None:
-        self.inject(Fault(forward=forward, reset=True), count, match=match)
-
     def stall_next(self, count: int, *, forward: bool = True, at_most: float = 60.0,
                    match: Callable[[ProxiedRequest], bool] | None = None) -> None:
         self.inject(Fault(forward=forward, stall=at_most), count, match=match)
@@ -156,6 +152,10 @@ class FaultProxy:
 
     def drop_next(self, count: int, *, forward: bool = False) -> None:
         self.inject(Fault(forward=forward, drop=True), count)
+
+    def reset_next(self, count: int, *, after: int = 0, forward: bool = True,
+                   match: Callable[[ProxiedRequest], bool] | None = None) -> None:
+        self.inject(Fault(forward=forward, reset_after=after), count, match=match)
 
     def rewrite_next(self, count: int, rewrite: Callable[[bytes], bytes]) -> None:
         self.inject(Fault(rewrite=rewrite), count)
@@ -228,10 +228,14 @@ class FaultProxy:
             if fault.drop:
                 return False
             answer = _apply(fault, answer)
+            if fault.reset_after is not None:
+                await _write_answer(writer, answer, cut=fault.reset_after)
+                _reset(writer)
+                return False
+            if fault.truncate:
+                await _write_answer(writer, answer, cut=len(answer.body) // 2)
+                return False
         assert answer is not None
-        if fault is not None and (fault.truncate or fault.reset):
-            await _write_broken(writer, answer, reset=fault.reset)
-            return False
         await _write_answer(writer, answer)
         return True
 
@@ -255,6 +259,14 @@ class FaultProxy:
         kept = {name: value for name, value in response.headers.items()
                 if name.lower() not in _HOP_BY_HOP and name.lower() != "content-encoding"}
         return _Answer(response.status_code, response.content, kept)
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP RST rather than a FIN: linger on, zero timeout."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 def _apply(fault: Fault, answer: _Answer | None) -> _Answer:
@@ -281,7 +293,10 @@ async def _read_request(reader: asyncio.StreamReader) -> ProxiedRequest | None:
     return ProxiedRequest(method, path, headers, body)
 
 
-def _head(answer: _Answer) -> bytes:
+async def _write_answer(writer: asyncio.StreamWriter, answer: _Answer, *,
+                        cut: int | None = None) -> None:
+    """Write ``answer``; with ``cut``, only that many bytes of its body (the headers still
+    announce all of it)."""
     try:
         reason = http.HTTPStatus(answer.status).phrase
     except ValueError:
@@ -289,24 +304,9 @@ def _head(answer: _Answer) -> bytes:
     lines = [f"HTTP/1.1 {answer.status} {reason}"]
     lines += [f"{name}: {value}" for name, value in answer.headers.items()]
     lines += [f"content-length: {len(answer.body)}", "connection: keep-alive", "", ""]
-    return "\r\n".join(lines).encode("latin-1")
-
-
-async def _write_answer(writer: asyncio.StreamWriter, answer: _Answer) -> None:
-    writer.write(_head(answer) + answer.body)
+    body = answer.body if cut is None else answer.body[:cut]
+    writer.write("\r\n".join(lines).encode("latin-1") + body)
     await writer.drain()
-
-
-async def _write_broken(writer: asyncio.StreamWriter, answer: _Answer, *, reset: bool) -> None:
-    """The head (announcing the whole body) and half the body; then a close, or a reset."""
-    writer.write(_head(answer) + answer.body[:len(answer.body) // 2])
-    await writer.drain()
-    if reset:
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        writer.transport.abort()
 
 
 async def _until_hangup(reader: asyncio.StreamReader, at_most: float) -> None:

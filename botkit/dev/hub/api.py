@@ -2,7 +2,9 @@
 
 HTTP statuses are Centrifugo's: 404 for an unknown method path, 405 for anything but POST, 401
 (empty body) for a missing or wrong key, 400 for a body that does not decode into the method's
-request (a wrong type anywhere counts, like Go's decoder), otherwise 200 with ``{"result": …}`` or
+request (a wrong type anywhere counts, like Go's decoder; so do numbers out of a float's range
+and lone surrogates, which Centrifugo forwards as raw bytes: see :mod:`~botkit.dev.hub.wire`),
+otherwise 200 with ``{"result": …}`` or
 ``{"error": …}``. Each request is decoded completely before anything runs, so a batch with one
 malformed command changes nothing. Server-API publications carry no ``info``.
 """
@@ -35,7 +37,7 @@ from botkit.dev.hub.namespaces import ChannelOptions
 from botkit.dev.hub.streams import NO_LIMIT, Position
 from botkit.dev.hub.wire import FieldError, Fields, dumps, loads
 
-__all__ = ["ServerApi", "api_endpoint", "authorized"]
+__all__ = ["ServerApiHandler", "api_endpoint", "authorized"]
 
 Call = Callable[[], dict[str, Any]]
 """A decoded request, ready to run: returns ``{"result": …}`` or ``{"error": …}``."""
@@ -65,8 +67,9 @@ def _error(error: ClientError) -> dict[str, Any]:
     return {"error": {"code": error.code, "message": error.message}}
 
 
-class ServerApi:
-    """Decodes and runs server API requests against a hub."""
+class ServerApiHandler:
+    """The server side of the server API: decodes and runs requests against a hub (the
+    client side is :class:`botkit.serverapi.ServerApi`)."""
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
@@ -299,7 +302,7 @@ async def _body(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def api_endpoint(api: ServerApi) -> Callable[[Request], Any]:
+def api_endpoint(api: ServerApiHandler) -> Callable[[Request], Any]:
     """The Starlette endpoint for ``/api/realtime/{method}``."""
 
     async def endpoint(request: Request) -> Response:
@@ -315,8 +318,9 @@ def api_endpoint(api: ServerApi) -> Callable[[Request], Any]:
             return PlainTextResponse("Request Entity Too Large\n", status_code=413)
         try:
             call = api.prepare(method, Fields.of(loads(body), "request"))
-        except FieldError:
-            return PlainTextResponse("Bad Request\n", status_code=400)
+        except FieldError as exc:
+            # Centrifugo answers a bare "Bad Request"; the reason costs nothing and helps.
+            return PlainTextResponse(f"Bad Request: {exc}\n", status_code=400)
         return Response(dumps(call()), media_type="application/json")
 
     return endpoint

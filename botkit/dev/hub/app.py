@@ -15,17 +15,16 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from botkit.dev.hub.api import ServerApi, api_endpoint
+from botkit.dev.hub.api import ServerApiHandler, api_endpoint
 from botkit.dev.hub.connection import serve_websocket
 from botkit.dev.hub.core import Hub
 from botkit.dev.hub.settings import HubConfig
+from botkit.dev.localserver import API_PREFIX, WS_PATH
 
-__all__ = ["API_PREFIX", "WS_PATH", "HubApp"]
+__all__ = ["HubApp"]
 
 log = logging.getLogger("botkit.dev.hub")
 
-WS_PATH = "/realtime/connection/websocket"
-API_PREFIX = "/api/realtime"
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _SWEEP_INTERVAL = 30.0
 """Seconds between frees of expired history (reads and writes expire it on their own too)."""
@@ -42,7 +41,7 @@ class HubApp:
     def __init__(self, config: HubConfig, *, routes: Sequence[BaseRoute] = (),
                  fallback: Sequence[BaseRoute] = ()) -> None:
         self.hub = Hub(config)  # clock: time.monotonic, which is also the event loop's clock
-        self.api = ServerApi(self.hub)
+        self.api = ServerApiHandler(self.hub)
         self._connections: set[asyncio.Task[object]] = set()
         self.app = Starlette(
             routes=[

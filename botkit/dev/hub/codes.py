@@ -3,6 +3,10 @@
 Codes and texts are Centrifugo's own (reference section 7, ``centrifuge/errors.go``,
 ``disconnect.go``, ``unsubscribe.go``): clients decide between retrying and giving up by the code,
 and people read the text, so both must match the real server exactly.
+
+This table is deliberately independent of the client's (:mod:`botkit.protocol`): the hub is an
+oracle that botkit's client is tested against, so it must not share the client's idea of a code.
+Both are checked against Centrifugo by the same tests.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from botkit.dev.hub.auth import TokenVerifier
 from botkit.dev.hub.codes import Disconnect, Unsubscribe
 from botkit.dev.hub.idempotency import IdempotencyCache
 from botkit.dev.hub.namespaces import ChannelOptions, Namespaces, chat_namespace
-from botkit.dev.hub.presence import ClientInfo, PresenceStore
+from botkit.dev.hub.presence import PresenceStore, SubscriberInfo
 from botkit.dev.hub.settings import HubConfig
 from botkit.dev.hub.streams import Position, StoredPublication, StreamStore
 from botkit.dev.hub.wire import push
@@ -57,7 +57,8 @@ class Hub:
         self.wall = wall
         self.started_at = wall()
         self.namespaces = Namespaces({"chat": chat_namespace(
-            history_size=config.history_size, history_ttl=config.history_ttl)})
+            history_size=config.history_size, history_ttl=config.history_ttl,
+            client_publish=config.client_publish)})
         self.tokens = TokenVerifier(config.api_key, wall=wall)
         self.streams = StreamStore(clock)
         self.presence = PresenceStore()
@@ -129,7 +130,7 @@ class Hub:
         return self.namespaces.options(channel)
 
     def publish(self, channel: str, options: ChannelOptions, data: Any, *,
-                info: ClientInfo | None = None, tags: dict[str, str] | None = None,
+                info: SubscriberInfo | None = None, tags: dict[str, str] | None = None,
                 skip_history: bool = False, idempotency_key: str = "") -> Position | None:
         """Store (when the channel keeps history) and deliver a publication. Returns its
         position, None when it was not kept in history. A repeated ``idempotency_key`` gets
@@ -153,12 +154,12 @@ class Hub:
             self.idempotency.put(channel, idempotency_key, position)
         return position
 
-    def join(self, channel: str, info: ClientInfo) -> None:
+    def join(self, channel: str, info: SubscriberInfo) -> None:
         frame = push(channel, "join", {"info": info.to_json()})
         for subscriber in self._subscribers(channel):
             subscriber.push_join_leave(channel, frame)
 
-    def leave(self, channel: str, info: ClientInfo) -> None:
+    def leave(self, channel: str, info: SubscriberInfo) -> None:
         frame = push(channel, "leave", {"info": info.to_json()})
         for subscriber in self._subscribers(channel):
             subscriber.push_join_leave(channel, frame)

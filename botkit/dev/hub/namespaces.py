@@ -1,11 +1,12 @@
 """Channel namespaces: the options of each namespace and who may do what in its channels.
 
-``chat`` is configured exactly as ``centrifugo_config`` configures the real
-server: subscribing needs a subscription token, presence and join/leave pushes are on, history
-keeps ``history_size`` publications for ``history_ttl``, recovery is forced, and subscribers may
-publish, ask presence and read history. A channel without a namespace (no ``:``) gets
-Centrifugo's ``without_namespace`` defaults, where every permission is off. The permission rules
-are Centrifugo's (``internal/client/handler.go``) minus the proxies and ``client.insecure``.
+``chat`` is configured exactly as ``centrifugo_config`` configures the real server: subscribing
+needs a subscription token, presence and join/leave pushes are on, history keeps
+``history_size`` publications for ``history_ttl``, recovery is forced, and subscribers may ask
+presence, read history and, in the seed's prototype mode (``client_publish``), publish. A
+channel without a namespace (no ``:``) gets Centrifugo's ``without_namespace`` defaults, where
+every permission is off. The permission rules are Centrifugo's (``internal/client/handler.go``)
+minus the proxies and ``client.insecure``.
 """
 
 from __future__ import annotations
@@ -65,8 +66,10 @@ class ChannelOptions:
         return self.history_size > 0 and self.history_ttl > 0
 
 
-def chat_namespace(*, history_size: int = 100, history_ttl: float = 300.0) -> ChannelOptions:
-    """The seed's ``chat`` namespace: rooms are private, recoverable and chatty."""
+def chat_namespace(*, history_size: int = 100, history_ttl: float = 300.0,
+                   client_publish: bool = True) -> ChannelOptions:
+    """The seed's ``chat`` namespace: rooms are private, recoverable and chatty. Without
+    ``client_publish`` clients can't publish (103): messages come through the server API."""
     return ChannelOptions(
         presence=True,
         join_leave=True,
@@ -75,7 +78,7 @@ def chat_namespace(*, history_size: int = 100, history_ttl: float = 300.0) -> Ch
         history_ttl=history_ttl,
         force_recovery=True,
         allow_subscribe_for_client=False,
-        allow_publish_for_subscriber=True,
+        allow_publish_for_subscriber=client_publish,
         allow_presence_for_subscriber=True,
         allow_history_for_subscriber=True,
     )

@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ClientInfo", "PresenceStore"]
+__all__ = ["PresenceStore", "SubscriberInfo"]
 
 
 @dataclass(frozen=True, slots=True)
-class ClientInfo:
-    """A connection as others see it (publication ``info``, join/leave, presence)."""
+class SubscriberInfo:
+    """A subscribed connection as others see it, as the hub writes it (publication ``info``,
+    join/leave, presence). Not :class:`botkit.protocol.ClientInfo`, the client's reading of
+    the same JSON: the hub stays independent of the client it is a test oracle for."""
 
     user: str
     client: str
@@ -34,9 +36,9 @@ class ClientInfo:
 
 class PresenceStore:
     def __init__(self) -> None:
-        self._channels: dict[str, dict[str, ClientInfo]] = {}
+        self._channels: dict[str, dict[str, SubscriberInfo]] = {}
 
-    def add(self, channel: str, info: ClientInfo) -> None:
+    def add(self, channel: str, info: SubscriberInfo) -> None:
         self._channels.setdefault(channel, {})[info.client] = info
 
     def remove(self, channel: str, client_id: str) -> None:
@@ -47,7 +49,7 @@ class PresenceStore:
         if not clients:
             del self._channels[channel]
 
-    def presence(self, channel: str) -> dict[str, ClientInfo]:
+    def presence(self, channel: str) -> dict[str, SubscriberInfo]:
         return dict(self._channels.get(channel, {}))
 
     def stats(self, channel: str) -> tuple[int, int]:

@@ -21,9 +21,10 @@ from types import FrameType
 import uvicorn
 from starlette.routing import BaseRoute
 
-from botkit.dev.hub.app import API_PREFIX, WS_PATH, HubApp
+from botkit.dev.hub.app import HubApp
 from botkit.dev.hub.settings import API_KEY_ENV, HubSettings
-from botkit.dev.hub.transport import TolerantWebSocketProtocol
+from botkit.dev.hub.transport import NoDelayHttpProtocol, TolerantWebSocketProtocol
+from botkit.dev.localserver import API_PREFIX, WS_PATH
 
 __all__ = ["main", "serve", "uvicorn_config"]
 
@@ -66,7 +67,8 @@ def uvicorn_config(hub_app: HubApp, *, log_level: str | None = None) -> uvicorn.
     logs through the root logger (``log_config=None``) at ``log_level`` (default: the hub's)."""
     config = hub_app.hub.config
     return uvicorn.Config(
-        hub_app.app, host=config.host, port=config.port, ws=TolerantWebSocketProtocol,
+        hub_app.app, host=config.host, port=config.port, http=NoDelayHttpProtocol,
+        ws=TolerantWebSocketProtocol,
         # The protocol's own {} pings replace WebSocket pings, as on Centrifugo.
         ws_ping_interval=None, ws_ping_timeout=None, ws_per_message_deflate=False,
         ws_max_size=config.message_size_limit, lifespan="on", access_log=False,

@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from botkit.dev.localserver import ServerSettings
 
-__all__ = ["API_KEY_ENV", "HubConfig", "HubSettings", "parse_duration"]
+__all__ = ["API_KEY_ENV", "HubConfig", "HubSettings", "parse_go_duration"]
 
 API_KEY_ENV = "XSHATHRA_SERVER_API_KEY"
 
@@ -23,12 +23,15 @@ _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def parse_duration(text: str, *, allow_disabled: bool = False) -> float:
-    """Seconds in a Go duration (``"25s"``, ``"500ms"``, ``"1m30s"``, ``"0"``). With
-    ``allow_disabled`` a negative value (Centrifugo's ``-1``) means "off" and gives 0."""
+def parse_go_duration(text: str, *, allow_disabled: bool = False) -> float:
+    """Seconds in a Go duration as Centrifugo's config takes it (``"25s"``, ``"500ms"``,
+    ``"1m30s"``, ``"0"``). With ``allow_disabled`` a negative value (Centrifugo's ``-1``) means
+    "off" and gives 0. Not bots.yaml's ``parse_duration``, which also takes plain seconds and
+    no ``ns``/``us`` or ``-1``: these are the settings of the server, written as for the real
+    one."""
     value = text.strip()
     if allow_disabled and value.startswith("-"):
-        parse_duration(value[1:])
+        parse_go_duration(value[1:])
         return 0.0
     if value == "0":
         return 0.0
@@ -43,7 +46,7 @@ class HubConfig:
 
     host: str
     port: int
-    api_key: str
+    api_key: str = field(repr=False)  # never in a repr, a log line or an error
     ping_interval: float
     pong_timeout: float
     history_size: int
@@ -59,6 +62,7 @@ class HubConfig:
     history_max_publication_limit: int
     recovery_max_publication_limit: int
     log_level: str
+    client_publish: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +80,11 @@ class HubSettings(ServerSettings):
 
     def config(self) -> HubConfig:
         """Check the settings the way Centrifugo checks its config at startup."""
-        ping = parse_duration(self.ping_interval, allow_disabled=True)
-        pong = parse_duration(self.pong_timeout, allow_disabled=True)
+        ping = parse_go_duration(self.ping_interval, allow_disabled=True)
+        pong = parse_go_duration(self.pong_timeout, allow_disabled=True)
         if ping and pong and ping <= pong:
             raise ValueError("ping_interval must be greater than pong_timeout")
-        history_ttl = parse_duration(self.history_ttl)
+        history_ttl = parse_go_duration(self.history_ttl)
         if (self.history_size > 0) != (history_ttl > 0):
             raise ValueError("history_size and history_ttl must both be positive or both 0")
         if self.history_size <= 0:
@@ -95,15 +99,15 @@ class HubSettings(ServerSettings):
         return HubConfig(
             host=self.host, port=self.port, api_key=self.api_key, ping_interval=ping,
             pong_timeout=pong, history_size=self.history_size, history_ttl=history_ttl,
-            expired_close_delay=parse_duration(self.expired_close_delay),
-            expired_sub_close_delay=parse_duration(self.expired_sub_close_delay),
+            expired_close_delay=parse_go_duration(self.expired_close_delay),
+            expired_sub_close_delay=parse_go_duration(self.expired_sub_close_delay),
             presence_update_interval=_positive(self.presence_update_interval),
             stale_close_delay=_positive(self.stale_close_delay),
             allowed_origins=tuple(self.allowed_origins), channel_limit=self.channel_limit,
             queue_max_size=self.queue_max_size, message_size_limit=self.message_size_limit,
             history_max_publication_limit=self.history_max_publication_limit,
             recovery_max_publication_limit=self.recovery_max_publication_limit,
-            log_level=self.log_level)
+            log_level=self.log_level, client_publish=self.client_publish)
 
     def to_args(self) -> list[str]:
         """Command-line options for ``python -m botkit.dev.hub`` (everything but the key)."""
@@ -126,7 +130,10 @@ class HubSettings(ServerSettings):
             if item.name == "api_key":
                 continue
             default = getattr(defaults, item.name)
-            if isinstance(default, tuple):
+            if isinstance(default, bool):
+                parser.add_argument(f"--{_option(item.name)}", dest=item.name, type=_flag,
+                                    default=default, help=f"true or false; default: {default}")
+            elif isinstance(default, tuple):
                 parser.add_argument(f"--{_option(item.name)}", dest=item.name, action="append",
                                     default=[], help="repeat for several (glob patterns)")
             else:
@@ -150,12 +157,19 @@ class HubSettings(ServerSettings):
         return cls.from_arguments(parser.parse_args(list(argv)), api_key)
 
 
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value == "true"
+
+
 def _option(name: str) -> str:
     return name.replace("_", "-")
 
 
 def _positive(text: str) -> float:
-    seconds = parse_duration(text)
+    seconds = parse_go_duration(text)
     if seconds <= 0:
         raise ValueError(f"duration {text!r} must be positive")
     return seconds

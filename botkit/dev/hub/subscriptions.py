@@ -35,7 +35,7 @@ from botkit.dev.hub.namespaces import (
     can_subscribe_without_token,
     valid_channel_name,
 )
-from botkit.dev.hub.presence import ClientInfo
+from botkit.dev.hub.presence import SubscriberInfo
 from botkit.dev.hub.streams import Position
 from botkit.dev.hub.wire import Fields
 
@@ -102,9 +102,9 @@ class Subscriptions:
     def get(self, channel: str) -> ChannelState | None:
         return self.channels.get(channel)
 
-    def client_info(self, channel: str) -> ClientInfo:
+    def client_info(self, channel: str) -> SubscriberInfo:
         state = self.channels.get(channel)
-        return ClientInfo(self._owner.user, self._owner.client_id, self._conn_info(),
+        return SubscriberInfo(self._owner.user, self._owner.client_id, self._conn_info(),
                           state.options.chan_info if state else None)
 
     # -- subscribe ---------------------------------------------------------------------------

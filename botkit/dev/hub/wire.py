@@ -4,11 +4,19 @@ Centrifugo decodes commands with Go's ``encoding/json`` into typed structs, so a
 wrong type anywhere (a string id, a float offset, ``NaN``) fails the whole command, while JSON
 ``null`` leaves a field at its zero value and unknown keys are ignored. :class:`Fields` reproduces
 exactly that, so the hub refuses and accepts the same frames as the real server.
+
+Two values pass Go's decoder but not the hub's, on purpose: a number too large for a 64-bit
+float (``1e999``) and a string holding a lone UTF-16 surrogate (``"\\ud800"``). Centrifugo keeps
+``data`` as raw bytes and forwards them; the hub holds decoded values, which it could not write
+back as JSON (or as UTF-8), so it refuses them where they arrive: HTTP 400 with the reason on the
+server API, close 3003 on the client protocol.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,12 +48,37 @@ def _no_constants(name: str) -> Any:
     raise FieldError(f"{name} is not JSON")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        shown = text if len(text) <= 24 else text[:21] + "..."
+        raise FieldError(f"the number {shown} is out of range: numbers must fit a 64-bit float")
+    return value
+
+
+# Only a text with such an escape can decode to a lone surrogate: the costly check runs then.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def loads(text: str | bytes) -> Any:
-    """Decode JSON the way Go does: ``NaN``/``Infinity`` are errors, not floats."""
+    """Decode JSON the way Go does: ``NaN``/``Infinity`` are errors, not floats; and, unlike
+    Go, refuse numbers beyond a float's range and lone surrogates (see the module's text)."""
     try:
-        return json.loads(text, parse_constant=_no_constants)
+        value = json.loads(text, parse_constant=_no_constants, parse_float=_finite)
+    except FieldError:
+        raise
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError
         raise FieldError(f"invalid JSON: {exc}") from exc
+    escaped = (_SURROGATE_ESCAPE_BYTES.search(text) if isinstance(text, bytes)
+               else _SURROGATE_ESCAPE.search(text))
+    if escaped:
+        try:
+            _encode(value).encode()
+        except UnicodeEncodeError:
+            raise FieldError("a string holds a lone surrogate (an unpaired \\ud800-\\udfff "
+                             "escape), which is not Unicode text") from None
+    return value
 
 
 def split_lines(text: str) -> list[str]:

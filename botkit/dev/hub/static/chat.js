@@ -25,6 +25,11 @@
 //              never retried), as are connect errors other than 109 / temporary ones.
 //   sending    POST /api/chat/send with the connection token; the backend moderates and
 //              publishes, and the message comes back through the subscription like any other.
+//   senders    the page names the sender the server attests, never just the senderId written in
+//              the message: a client publication carries its connection's user in info.user,
+//              and one whose senderId differs is a spoof and is not shown; a publication without
+//              info came through the server API (the backend's moderated send, or a bot), whose
+//              key holders are trusted to name the sender. See attestedSender.
 
 export const WS_PATH = '/realtime/connection/websocket';
 export const TOKEN_URL = '/api/realtime/token';
@@ -45,6 +50,19 @@ export function decodeFrame(text) {
 }
 
 export const isPing = (message) => Object.keys(message).length === 0;
+
+/**
+ * The sender of a message as the server attests it, or null when it can't be trusted.
+ * ``info`` is the publication's info: set by the server for a client publication (info.user is
+ * the connection's user, whatever the message claims), absent for one published through the
+ * server API with its key (the chat backend, which takes the sender from the login token, or a
+ * bot, which speaks as itself).
+ */
+export function attestedSender(data, info) {
+  if (!data || typeof data.senderId !== 'string' || !data.senderId) return null;
+  if (info === null || info === undefined) return data.senderId;
+  return typeof info === 'object' && info.user === data.senderId ? info.user : null;
+}
 
 /** Close codes after which reconnecting can't help (bad token, protocol error, ...). */
 export function isTerminalClose(code) {
@@ -555,14 +573,20 @@ function main() {
     const envelope = detail.data;
     if (!envelope || envelope.type !== 'chat.message' || typeof envelope.text !== 'string'
         || typeof envelope.senderId !== 'string') return; // other envelope types are for bots
+    const senderId = attestedSender(envelope, detail.info);
+    if (senderId === null) { // someone posting as someone else (a bot, say): never shown
+      console.warn(`dropped a message claiming to be from ${envelope.senderId} but published by `
+        + `${detail.info && detail.info.user}`);
+      return;
+    }
     const index = log.insert(detail.epoch, detail.offset);
     if (index < 0) return; // shown already (a history page overlapping a replay)
-    const stick = nearBottom() || (me && envelope.senderId === me.userId);
+    const stick = nearBottom() || (me && senderId === me.userId);
     const item = document.createElement('li');
-    const isBot = envelope.senderId.startsWith('bot_');
-    item.className = `message${isBot ? ' bot' : ''}${me && envelope.senderId === me.userId ? ' own' : ''}`;
+    const isBot = senderId.startsWith('bot_');
+    item.className = `message${isBot ? ' bot' : ''}${me && senderId === me.userId ? ' own' : ''}`;
     item.dataset.testid = 'message';
-    item.dataset.senderId = envelope.senderId;
+    item.dataset.senderId = senderId;
     item.dataset.offset = String(detail.offset);
     if (envelope.replyTo) item.dataset.replyTo = envelope.replyTo;
     const meta = document.createElement('div');
@@ -570,7 +594,7 @@ function main() {
     const sender = document.createElement('span');
     sender.className = 'sender';
     sender.dataset.testid = 'sender';
-    sender.textContent = senderName(envelope.senderId);
+    sender.textContent = senderName(senderId);
     meta.append(sender);
     if (isBot) {
       const badge = document.createElement('span');

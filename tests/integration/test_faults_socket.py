@@ -33,11 +33,12 @@ import pytest
 from botkit.dev.localserver import LocalCentrifugo
 from botkit.errors import TerminalDisconnectError
 from botkit.realtime import ConnectionState
-from botkit.runtime.supervisor import Runtime
+from botkit.runtime.supervisor import BotPhase, Runtime
 from botkit.tokens import chat_channel
 from tests.humans import human
 from tests.runtime_support import new_project
 from tests.support.faultbot import (
+    BOT,
     BOT_USER,
     Room,
     bot_yaml,
@@ -109,13 +110,14 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def rig(server: LocalCentrifugo, rooms: list[str], caplog: pytest.LogCaptureFixture, *,
-              token_ttl: str = "10m") -> AsyncIterator[Rig]:
+              token_ttl: float | None = None) -> AsyncIterator[Rig]:
     caplog.set_level(logging.WARNING)
     project = new_project()
     async with TcpProxy("127.0.0.1", server.port) as proxy:
         tap = SocketTap(proxy)
-        runtime = new_runtime(server, bot_yaml(server, project, rooms, token_ttl=token_ttl,
-                                               realtime_url=proxy.rewrite(server.ws_url)))
+        runtime = new_runtime(server, bot_yaml(server, project, rooms,
+                                               realtime_url=proxy.rewrite(server.ws_url)),
+                              token_ttl=token_ttl)
         yield Rig(server, project, proxy, tap, runtime, caplog)
 
 
@@ -207,7 +209,7 @@ async def test_cut_during_a_token_refresh(centrifugo: LocalCentrifugo, refresh: 
                                           caplog: pytest.LogCaptureFixture) -> None:
     # Tokens live 4 s: the client refreshes them about a second before they expire, and the
     # server closes a connection whose token expired unrefreshed 1 s after it did.
-    async with rig(centrifugo, ["lobby"], caplog, token_ttl="4s") as r:
+    async with rig(centrifugo, ["lobby"], caplog, token_ttl=4.0) as r:
         trigger = r.arm("up", is_command(refresh))
         async with serve(r.runtime), human(centrifugo, r.project, "lobby", "user_ann") as ann:
             room = Room(centrifugo, r.project, "lobby", ann)
@@ -258,35 +260,51 @@ def _is_idle_cue(frame: dict[str, Any]) -> bool:
 async def test_a_terminal_close_mid_command_stops_the_bot(
         centrifugo: LocalCentrifugo, stage: str, caplog: pytest.LogCaptureFixture) -> None:
     """The server closes with 3500 (terminal: never reconnect) instead of answering a
-    command: the bot must stop and say why, not reconnect. ("idle": the close comes instead
-    of a push, with no command waiting for a reply.)"""
-    async with rig(centrifugo, ["lobby"], caplog, token_ttl="4s") as r:
+    command: the bot's connection must end for good, for that reason, with no reconnect.
+    ("idle": the close comes instead of a push, with no command waiting for a reply.)
+
+    During start-up ("subscribe") that ends the runtime (a bot that never served is a
+    configuration mistake); later, the runtime stops that bot and reports why (its status)."""
+    async with rig(centrifugo, ["lobby"], caplog, token_ttl=4.0) as r:
         match = _is_idle_cue if stage == "idle" else is_reply(stage)
         trigger = r.tap.arm("down", match, on_cut=r.state, close=(3500, "invalid token"))
-        task = asyncio.create_task(r.runtime.run(), name="runtime under test")
+        runtime = r.runtime
+        task = asyncio.create_task(runtime.run(), name="runtime under test")
         try:
             if stage == "idle":
-                await r.runtime.wait_ready()
+                await serving(runtime, task)
                 async with human(centrifugo, r.project, "lobby", "user_ann") as ann:
                     await ann.say("idle cue")
             await trigger.wait(10)
-            done, _ = await asyncio.wait([task], timeout=5)
+            stopped = (BotPhase.RESTARTING, BotPhase.STOPPED)
+            await until(lambda: task.done() or runtime.status(BOT).phase in stopped,
+                        timeout=5, what=lambda: (f"the bot stopped after a terminal close "
+                                                 f"(it made {r.proxy.connections_accepted} "
+                                                 "connections)"))
+            assert r.proxy.connections_accepted == 1, "the bot reconnected after a terminal close"
         finally:
-            r.runtime.stop()
+            runtime.stop()
             async with asyncio.timeout(20):
                 await asyncio.wait([task])
         error = None if task.cancelled() else task.exception()
-        assert done, (
-            f"the bot went on after a terminal close: {r.proxy.connections_accepted} "
-            f"connection(s), reconnects={client_of(r.runtime).reconnects}")
-        assert error is not None, "the runtime ended without saying why"
-        found = _terminal_in(error)
-        assert found is not None, f"the bot stopped, but not on the terminal close: {error!r}"
-        assert found.code == 3500
-        assert r.proxy.connections_accepted == 1, "the bot reconnected after a terminal close"
-        # The runtime reports it as what it is (its cause), not as an unexpected failure.
-        assert isinstance(error.__cause__, TerminalDisconnectError), (
-            f"the terminal close reached the runtime wrapped: {error.__cause__!r}")
+        if stage == "subscribe":
+            found = _terminal_in(error)
+            assert found is not None, f"the runtime did not end on the terminal close: {error!r}"
+            assert found.code == 3500
+        else:
+            assert error is None, f"one bot's terminal close ended the runtime: {error!r}"
+            reason = runtime.status(BOT).reason or ""
+            assert "3500" in reason, f"the bot's status does not say why it stopped: {reason!r}"
+
+
+async def serving(runtime: Runtime, task: asyncio.Task[None]) -> None:
+    ready = asyncio.ensure_future(runtime.wait_ready())
+    try:
+        await asyncio.wait([ready, task], timeout=15, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ready.cancel()
+    assert not task.done(), "the runtime ended before it was ready"
+    assert runtime.status(BOT).phase is BotPhase.SERVING
 
 
 def _terminal_in(error: BaseException | None) -> TerminalDisconnectError | None:

@@ -40,8 +40,7 @@ BOT_USER = "bot_flaky"
 
 
 def bot_yaml(server: LocalCentrifugo, project: str, rooms: Iterable[str], *,
-             realtime_url: str | None = None, api_url: str | None = None,
-             token_ttl: str = "10m") -> str:
+             realtime_url: str | None = None, api_url: str | None = None) -> str:
     """bots.yaml for one echoing bot in ``rooms``, optionally behind proxies."""
     room_list = ", ".join(rooms)
     bot = textwrap.dedent(f"""\
@@ -51,15 +50,22 @@ def bot_yaml(server: LocalCentrifugo, project: str, rooms: Iterable[str], *,
           rooms: [{room_list}]
         """)
     text = bots_yaml(server, bot, project_id=project, realtime_url=realtime_url)
-    text = text.replace("token_ttl: 10m", f"token_ttl: {token_ttl}")
     if api_url is not None:
         text = text.replace(f"api_url: {server.api_url}", f"api_url: {api_url}")
     return text
 
 
-def new_runtime(server: LocalCentrifugo, yaml_text: str) -> Runtime:
+def new_runtime(server: LocalCentrifugo, yaml_text: str, *,
+                token_ttl: float | None = None) -> Runtime:
+    """A runtime for ``yaml_text``, not started. ``token_ttl`` (seconds) overrides the
+    configuration's, below the minute that bots.yaml allows: a test cannot wait for a
+    token refresh of a real configuration (48 s at the least)."""
     config = parse_config(yaml_text, source="test-bots.yaml",
                           environ={"TEST_KEY": server.api_key})
+    if token_ttl is not None:
+        # model_copy does not validate: the bound is for users' files, not for tests.
+        xshathra = config.xshathra.model_copy(update={"token_ttl": token_ttl})
+        config = config.model_copy(update={"xshathra": xshathra})
     return Runtime(config, load_bots(config), grace=5.0)
 
 
@@ -124,14 +130,17 @@ def connected(runtime: Runtime) -> Callable[[], bool]:
     return lambda: client_of(runtime).state is ConnectionState.CONNECTED
 
 
-async def until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    """Poll ``condition`` (a plain attribute: no event to wait on) until it holds."""
+async def until(condition: Callable[[], bool], *, timeout: float,
+                what: str | Callable[[], str]) -> None:
+    """Poll ``condition`` (a plain attribute: no event to wait on) until it holds; ``what``
+    (or what it returns, at the failure) says what was awaited."""
     try:
         async with asyncio.timeout(timeout):
             while not condition():  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
     except TimeoutError:
-        raise AssertionError(f"not within {timeout:g}s: {what}") from None
+        said = what if isinstance(what, str) else what()
+        raise AssertionError(f"not within {timeout:g}s: {said}") from None
 
 
 async def history(server: LocalCentrifugo, channel: str) -> list[dict[str, Any]]:

@@ -15,6 +15,9 @@ Each case checks that
 * a cut is an ordinary event: nothing is logged at ERROR by the realtime client or by asyncio
   (an "unexpected error", a future whose exception nobody retrieved).
 
+And a terminal close code (3500) that arrives instead of a reply, at the same stages, ends the
+bot's connection for good instead of a reconnect.
+
 Runs against the real server and the dev hub.
 """
 

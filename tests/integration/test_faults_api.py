@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 
 from botkit.dev.localserver import LocalCentrifugo
-from tests.humans import human
-from tests.runtime_support import new_project
 from tests.support.faultbot import Room, api_of, bot_yaml, new_runtime, serve, stats_of
 from tests.support.http_fault import Fault, FaultProxy, for_method
+from tests.support.humans import human
+from tests.support.runtime_support import new_project
 
 pytestmark = pytest.mark.server
 

@@ -38,8 +38,6 @@ from botkit.errors import TerminalDisconnectError
 from botkit.realtime import ConnectionState
 from botkit.runtime.supervisor import BotPhase, Runtime
 from botkit.tokens import chat_channel
-from tests.humans import human
-from tests.runtime_support import new_project
 from tests.support.faultbot import (
     BOT,
     BOT_USER,
@@ -52,6 +50,8 @@ from tests.support.faultbot import (
     stats_of,
     until,
 )
+from tests.support.humans import human
+from tests.support.runtime_support import new_project
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.ws_tap import SocketTap, Trigger, is_command, is_reply
 

@@ -30,8 +30,8 @@ from botkit.runtime.core import BotStats
 from botkit.runtime.supervisor import Runtime, load_bots
 from botkit.serverapi.client import ServerApi
 from botkit.tokens import chat_channel
-from tests.humans import Human
-from tests.runtime_support import bots_yaml
+from tests.support.humans import Human
+from tests.support.runtime_support import bots_yaml
 
 __all__ = ["BOT", "BOT_USER", "Room", "bot_yaml", "history", "serve", "until"]
 

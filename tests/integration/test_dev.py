@@ -93,7 +93,7 @@ async def test_dev_serves_page_backend_hub_and_bots(tmp_path: Path) -> None:
 
         assert await dev.stop(signal.SIGTERM) == 0
         log = dev.log()
-        assert "botkit.cli.main: stopped" in log
+        assert "botkit.cli: stopped" in log
         assert KEY not in log
         assert "Traceback" not in log
 

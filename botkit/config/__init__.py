@@ -28,7 +28,7 @@ from botkit.config._models import (
     StateConfig,
     XshathraConfig,
 )
-from botkit.config._ops import DEFAULT_OPS_HOST, DEFAULT_OPS_PORT, OpsConfig
+from botkit.config._ops import OpsConfig
 from botkit.config._schedules import ScheduleConfig
 from botkit.config._source import SourceMap
 
@@ -36,8 +36,6 @@ __all__ = [
     "DEFAULT_HANDLER_TIMEOUT",
     "DEFAULT_LANE_QUEUE_SIZE",
     "DEFAULT_MAX_TEXT_LENGTH",
-    "DEFAULT_OPS_HOST",
-    "DEFAULT_OPS_PORT",
     "DEFAULT_STATE_PATH",
     "BotConfig",
     "BotsConfig",

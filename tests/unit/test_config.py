@@ -131,7 +131,7 @@ def test_public_api_is_pinned() -> None:
     assert sorted(botkit.config.__all__) == [
         "BotConfig", "BotsConfig", "Bounds", "DEFAULT_HANDLER_TIMEOUT", "DEFAULT_LANE_QUEUE_SIZE",
         "DEFAULT_MAX_TEXT_LENGTH", "DEFAULT_STATE_PATH", "DevConfig", "LimitsConfig",
-        "RateLimitConfig", "RoomConfig",
+        "OpsConfig", "RateLimitConfig", "RoomConfig",
         "ScheduleConfig", "SourceMap", "StateConfig", "XshathraConfig", "load_config",
         "parse_config", "parse_duration", "validate_settings",
     ]

@@ -39,11 +39,13 @@ class Timing:
 
 
 class Timings(dict[str, Timing]):
-    """One :class:`Timing` per name (a handler, an API method): names come from code, never
-    from what users send, so the set stays small."""
+    """One :class:`Timing` per name (a handler, an API method), made on first use
+    (``timings[name]``): names come from code, never from what users send, so the set stays
+    small."""
+
+    def __missing__(self, name: str) -> Timing:
+        timing = self[name] = Timing()
+        return timing
 
     def observe(self, name: str, seconds: float) -> None:
-        timing = self.get(name)
-        if timing is None:
-            timing = self[name] = Timing()
-        timing.observe(seconds)
+        self[name].observe(seconds)

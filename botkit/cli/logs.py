@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from botkit.runtime.logfields import LOG_FIELDS
+from botkit.runtime.logfields import log_fields
 
 __all__ = ["JsonFormatter", "TextFormatter", "configure_logging", "escape_controls"]
 
@@ -72,7 +72,7 @@ class JsonFormatter(logging.Formatter):
         }
         # What the runtime is working for (bot, room, envelope_id or job_id; see
         # botkit/runtime/logfields.py), then what was passed with extra=, which wins.
-        fields = LOG_FIELDS.get()
+        fields = log_fields()
         if fields is not None:
             entry.update(fields)
         for key, value in vars(record).items():

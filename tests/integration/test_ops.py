@@ -157,6 +157,13 @@ async def test_metrics_count_a_ping_and_apscheduler_stays_quiet(
         async with human(centrifugo, project, "lobby", "user_ivy") as ivy:
             await ivy.say("/ping")
             assert [r["text"] for r in await ivy.replies_from("bot_probe", 1)] == ["pong"]
+        published = _value(before, "botkit_replies_total", bot="ops_probe",
+                           outcome="published") + 1
+        # The room may see the reply before the bot has the server API's answer to its publish.
+        answer = await bots.until("/metrics", lambda answer: (
+            f'botkit_replies_total{{bot="ops_probe",outcome="published"}} {published}'
+            in answer.text), "counting the reply", timeout=5)
+        assert answer.headers["content-type"].startswith("text/plain; version=")
         after = await bots.metrics()
         text = (await bots.http.get("/metrics")).text
     for outcome in ("handled", "invalid", "spoofed", "untrusted", "own", "bot", "skipped_old",

@@ -222,3 +222,25 @@ async def test_json_log_lines_name_the_bot_room_and_envelope(
     assert (failed["bot"], failed["room"], failed["envelope_id"]) == ("ops_probe", "lobby", fail)
     assert "RuntimeError" in failed["exception"]
     assert not any(line["logger"].startswith("apscheduler") for line in lines)
+
+
+async def test_botkit_dev_serves_the_ops_endpoint_too(tmp_path: Path) -> None:
+    from tests.support.dev import dev_process, dev_yaml
+
+    config = tmp_path / "bots.yaml"
+    config.write_text(dev_yaml(project_id="proj_devops"))
+    port = free_port()
+    env = {**os.environ, "TEST_KEY": "k" * 32}
+    async with dev_process(config, env=env, log=tmp_path / "dev.log",
+                           args=("--ops-port", str(port))) as dev:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5.0) as http:
+            async with asyncio.timeout(20):
+                while True:
+                    answer = await http.get("/readyz")
+                    if answer.status_code == 200:
+                        break
+                    await asyncio.sleep(0.05)
+            assert sorted(answer.json()["bots"]) == ["commands", "welcome"]
+            assert (await http.get("/healthz")).status_code == 200
+            assert (await http.get("/nowhere")).status_code == 404
+        assert await dev.stop() == 0

@@ -125,9 +125,9 @@ async def supervise(command: str, argv: Sequence[str], *, config: Path, grace: f
                 if "exit" in what and child is not None:
                     code = await child.wait()
                     child = None
-                    why = ("a configuration or plugin error (above)" if code == 2
-                           else f"exit code {code}")
-                    print(f"{_PREFIX} the bots stopped ({why}); waiting for a change to "
+                    why = ("on a configuration or plugin error (above)" if code == 2
+                           else f"with exit code {code}")
+                    print(f"{_PREFIX} the bots stopped {why}; waiting for a change to "
                           "restart them", file=sys.stderr, flush=True)
                 if "change" in what:
                     names = _results(done, waits, "change")[0]

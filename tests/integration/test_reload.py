@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from botkit.dev.localserver import LocalCentrifugo
+from tests.support.dev import dev_process, dev_yaml
 from tests.support.humans import Human, human
 from tests.support.runtime_support import bots_yaml, new_project
 
@@ -85,7 +87,7 @@ async def test_reload_picks_up_a_save_and_survives_a_broken_one(
     plugin.write_text(_plugin("one"))
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "botkit", "run", "--reload", "-c", str(config), "--grace", "2s",
-        cwd=ROOT, stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT, stderr=asyncio.subprocess.PIPE, start_new_session=True,
         env={**os.environ, "TEST_KEY": centrifugo.api_key, "PYTHONPATH": str(ROOT)})
     assert process.stderr is not None
     log = _Log(process.stderr)
@@ -118,7 +120,41 @@ async def test_reload_picks_up_a_save_and_survives_a_broken_one(
         assert log.count("restarting") == 3, "".join(log.lines)
         assert log.lines[-1].rstrip().endswith("stopped")  # the child stopped cleanly first
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        _kill_group(process)
+        await process.wait()
         reader.cancel()
+
+
+def _kill_group(process: asyncio.subprocess.Process) -> None:
+    """The supervisor and its child, whatever the test did: nothing outlives it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+async def test_dev_reload_restarts_the_hub_and_the_bots_with_one_key(tmp_path: Path) -> None:
+    config = tmp_path / "bots.yaml"
+    config.write_text(dev_yaml(project_id=new_project(), key_reference="${XSHATHRA_SERVER_API_KEY}")
+                      + textwrap.indent(ECHOER, "  "))
+    plugin = tmp_path / "echoer.py"
+    plugin.write_text(_plugin("one"))
+    env = {key: value for key, value in os.environ.items() if key != "XSHATHRA_SERVER_API_KEY"}
+    async with dev_process(config, env=env, log=tmp_path / "dev.log",
+                           args=("--reload",)) as dev:
+        assert dev.process.stdout is not None
+        first_port = dev.port
+        _save(plugin, _plugin("two"))
+        async with asyncio.timeout(15):
+            while "Chat page:" not in (line := (await dev.process.stdout.readline()).decode()):
+                assert line, dev.log()
+                dev.stdout.append(line)
+        # Ctrl-C reaches the supervisor only (its own session here): it stops the child.
+        assert await dev.stop(signal.SIGINT) == 0, dev.log()
+        rest = (await dev.process.stdout.read()).decode()
+    log = dev.log()
+    assert "echoer.py changed; restarting" in log
+    assert log.count("bot echoer serving") == 2
+    assert first_port != 0
+    # The supervisor made the key up once, for every restart: a token minted from the key it
+    # printed keeps working, and the children don't print another.
+    said = "".join(dev.stdout) + rest
+    assert said.count("server_api_key for this run") == 1, said

@@ -106,10 +106,13 @@ async def supervise(command: str, argv: Sequence[str], *, config: Path, grace: f
                 changed.put_nowait(", ".join(names))
 
     code = 0
+    children: list[asyncio.subprocess.Process] = []
     try:
         async with asyncio.TaskGroup() as group:
             watcher = group.create_task(watch())
-            child: asyncio.subprocess.Process | None = await _start(argv, env)
+            first = await _start(argv, env)
+            children[:] = [first]
+            child: asyncio.subprocess.Process | None = first
             while not stop.is_set():
                 waits: dict[asyncio.Task[object], str] = {
                     asyncio.ensure_future(stop.wait()): "stop",
@@ -135,6 +138,7 @@ async def supervise(command: str, argv: Sequence[str], *, config: Path, grace: f
                     if child is not None:
                         await _stop(child, grace)
                     child = await _start(argv, env)
+                    children[:] = [child]
             if child is not None:
                 code = await _stop(child, grace)
             stop.set()
@@ -142,6 +146,13 @@ async def supervise(command: str, argv: Sequence[str], *, config: Path, grace: f
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+        # Only if the supervisor itself failed (the watcher raised): no child outlives it.
+        # (children holds the latest child only.)
+        for each in children:
+            if each.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    each.kill()
+                await each.wait()
     return code
 
 

@@ -94,7 +94,7 @@ def test_a_duration_is_a_number_a_duration_string_or_a_variable(
 
 
 @pytest.mark.parametrize("value", ["soon", "10 parsecs", -1, 0, True, [1]])
-def test_a_duration_that_is_none_is_refused(validator: jsonschema.Draft202012Validator,
+def test_what_is_not_a_duration_is_refused(validator: jsonschema.Draft202012Validator,
                                             value: object) -> None:
     document = _shipped()
     document["bots"][1]["limits"]["handler_timeout"] = value

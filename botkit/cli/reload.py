@@ -18,10 +18,14 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from botkit.errors import ConfigError
+
+if TYPE_CHECKING:  # watchfiles is optional (botkit[hub]): imported when --reload runs
+    from watchfiles import DefaultFilter
 
 __all__ = ["child_argv", "supervise", "watched_paths"]
 
@@ -36,7 +40,7 @@ def child_argv(argv: Sequence[str]) -> list[str]:
     return [arg for arg in argv if not (len(arg) > 4 and "--reload".startswith(arg))]
 
 
-def watched_paths(config: Path) -> list[Path]:
+def watched_paths(config: Path, environ: Mapping[str, str]) -> list[Path]:
     """The folder of bots.yaml, plus the folder of each plugin outside it that is not an
     installed package (a plugin found on PYTHONPATH, say). A broken bots.yaml still has a
     folder: then only that folder is watched until it loads again."""
@@ -45,7 +49,7 @@ def watched_paths(config: Path) -> list[Path]:
     try:
         from botkit.config import load_config
 
-        loaded = load_config(config)
+        loaded = load_config(config, environ=environ)
     except ConfigError:
         return paths
     installed = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix)}
@@ -68,7 +72,7 @@ def watched_paths(config: Path) -> list[Path]:
     return paths
 
 
-def _filter(config: Path) -> object:
+def _filter(config: Path) -> DefaultFilter:
     from watchfiles import Change, DefaultFilter
 
     config = config.resolve()
@@ -99,7 +103,7 @@ async def supervise(command: str, argv: Sequence[str], *, config: Path, grace: f
         loop.add_signal_handler(signum, stop.set)
 
     async def watch() -> None:
-        async for changes in awatch(*watched_paths(config), watch_filter=_filter(config),  # type: ignore[arg-type]
+        async for changes in awatch(*watched_paths(config, env), watch_filter=_filter(config),
                                     stop_event=stop, debounce=200, step=50):
             names = sorted({Path(path).name for _, path in changes})
             if changed.empty():  # a restart is already due: one is enough

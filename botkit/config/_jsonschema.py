@@ -46,7 +46,7 @@ def bots_json_schema() -> dict[str, Any]:
     for name, short in _SHORT_FORMS.items():
         if name in definitions:
             definitions[name] = {"anyOf": [short, definitions[name]]}
-    return {"$schema": _DIALECT, "title": "bots.yaml", **schema, "description": _ABOUT}
+    return {"$schema": _DIALECT, **schema, "title": "bots.yaml", "description": _ABOUT}
 
 
 def bots_json_schema_text() -> str:

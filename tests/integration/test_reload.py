@@ -112,12 +112,21 @@ async def test_reload_picks_up_a_save_and_survives_a_broken_one(
             await log.wait_for("serving", 3, timeout=10)
             assert await _reply(ivy, "/hi") == "three"
 
+            # bots.yaml is watched too, and a mistake there waits for the next save as well.
+            good = config.read_text()
+            _save(config, good.replace("rooms: [lobby]", "romos: [lobby]"))
+            await log.wait_for("stopped on a configuration or plugin error", 2, timeout=10)
+            assert log.count("unknown key 'romos'") == 1
+            _save(config, good)
+            await log.wait_for("serving", 4, timeout=10)
+            assert await _reply(ivy, "/hi") == "three"
+
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(15):
             code = await process.wait()
             await reader
         assert code == 0, "".join(log.lines)
-        assert log.count("restarting") == 3, "".join(log.lines)
+        assert log.count("restarting") == 5, "".join(log.lines)
         assert log.lines[-1].rstrip().endswith("stopped")  # the child stopped cleanly first
     finally:
         _kill_group(process)

@@ -37,7 +37,7 @@ _PREFIX = "botkit --reload:"
 
 def child_argv(argv: Sequence[str]) -> list[str]:
     """The command line without ``--reload`` (or an abbreviation argparse accepted)."""
-    return [arg for arg in argv if not (len(arg) > 4 and "--reload".startswith(arg))]
+    return [arg for arg in argv if not (len(arg) > 2 and "--reload".startswith(arg))]
 
 
 def watched_paths(config: Path, environ: Mapping[str, str]) -> list[Path]:

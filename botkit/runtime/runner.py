@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from botkit.bot import Bot
-from botkit.config import BotsConfig
+from botkit.config import BotsConfig, resolve_catch_up
 from botkit.context import BotServices, JobScheduler
 from botkit.errors import RealtimeTimeoutError, SubscriptionError
 from botkit.protocol.codes import DisconnectAction, disconnect_action
@@ -25,14 +25,18 @@ from botkit.protocol.events import Joined, Left, StreamGap
 from botkit.protocol.types import Publication
 from botkit.realtime import (
     ClientEvent,
+    ClientOptions,
     ConnectionState,
     ConnectionStateChanged,
     RealtimeClient,
     SubscriptionFailed,
+    SubscriptionStarted,
 )
 from botkit.redact import safe_url
+from botkit.runtime.catchup import RoomCatchUp
 from botkit.runtime.core import BotCore, BotStats, LoadedBot, static_schedules
 from botkit.runtime.lanes import Lane
+from botkit.runtime.positions import Positions
 from botkit.serverapi.client import ServerApi
 from botkit.state.store import StateStore
 from botkit.tokens import TokenMinter
@@ -51,7 +55,9 @@ class _Resync:
         self.announce = announce
 
 
-_LaneItem = Publication | Joined | Left | _Resync
+# Subscribes and gaps go through the room's lane, in order with its publications: the lane's
+# cursor always knows the epoch of the publication it just handled.
+_LaneItem = Publication | Joined | Left | _Resync | SubscriptionStarted | StreamGap
 _ROOM_EVENTS = (Publication, Joined, Left)  # a tuple: isinstance() is slower with a union
 
 
@@ -64,19 +70,24 @@ class BotRunner:
         self.name = loaded.config.name
         self.config = loaded.config
         xshathra = config.xshathra
+        self.catch_up = resolve_catch_up(config.catch_up, loaded.config.catch_up)
         self.core = BotCore(loaded, project_id=xshathra.project_id, api=api,
-                            bot_users=bot_users, state=state, scheduler=scheduler)
+                            bot_users=bot_users, state=state, scheduler=scheduler,
+                            catch_up=self.catch_up)
         self._limits = loaded.config.limits
         self.channels = self.core.channels
         minter = TokenMinter(xshathra.server_api_key.get_secret_value(), loaded.config.user_id,
                              ttl=xshathra.token_ttl)
         self.client = RealtimeClient(xshathra.realtime_url, minter.connection,
                                      minter.subscription, on_event=self._on_event,
-                                     offer_event=self._offer_event)
+                                     offer_event=self._offer_event,
+                                     options=ClientOptions(subscription_events=True))
+        self.positions = Positions(state, self.name, list(self.channels), self.core.presence)
         self._lanes: dict[str, Lane[_LaneItem]] = {
             channel: Lane(f"{self.config.name}/{room}", self._lane_handler(room),
                           maxsize=self._limits.lane_queue_size)
             for room, channel in self.channels.items()}
+        self._flusher: asyncio.Task[None] | None = None
         self._was_connected = False
         self.ready = asyncio.Event()
 
@@ -99,6 +110,8 @@ class BotRunner:
         async with asyncio.TaskGroup() as group:
             for lane in self._lanes.values():
                 lane.start(group)
+            self._flusher = group.create_task(self.positions.run(),
+                                              name=f"positions {self.name}")
             try:
                 await self._serve(stop)
             finally:
@@ -109,8 +122,17 @@ class BotRunner:
         await self._wait_connected(stop)
         if stop.is_set():
             return
+        stored = await self.positions.load()
+        since = {}
+        for room, row in stored.items():
+            if row.present is not None:
+                # Who was here when the bot stopped: the start's resync greets only who came
+                # meanwhile (and sees off who went), and nobody twice.
+                self.core.presence[room].restore(row.present)
+            if row.position is not None and self.catch_up.enabled:
+                since[self.channels[room]] = row.position
         # Every room at once: one message out, one round trip, however many rooms.
-        outcomes = await self.client.subscribe_all(self.channels.values())
+        outcomes = await self.client.subscribe_all(self.channels.values(), since=since)
         for room, channel in self.channels.items():
             error = outcomes[channel]
             if isinstance(error, RealtimeTimeoutError):
@@ -123,7 +145,7 @@ class BotRunner:
                 continue
             elif error is not None:
                 raise error  # the client ended (closed, or refused for good)
-            await self._lanes[channel].put(_Resync(announce=False))
+            await self._lanes[channel].put(_Resync(announce=stored[room].present is not None))
         await self.core.start()
         self.ready.set()
         log.info("bot %s serving %d room(s) as %s", self.config.name, len(self.channels),
@@ -157,6 +179,12 @@ class BotRunner:
                             "grace period", self.config.name, lane.name, lane.pending)
         for lane in self._lanes.values():
             await lane.stop()
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            flusher.cancel()
+            await asyncio.wait([flusher])
+        # After the lanes: the last positions are those of envelopes whose handling finished.
+        await self.positions.flush()
         await self.core.stop()
 
     # -- scheduled jobs ----------------------------------------------------------------------
@@ -184,10 +212,10 @@ class BotRunner:
             # offer() first: a lane with room takes the event without an await.
             if lane is not None and not lane.offer(event):
                 await lane.put(event)
-        elif isinstance(event, StreamGap):
-            self.stats.gaps += 1
-            log.warning("bot %s: messages in %s may have been missed while disconnected "
-                        "(history could not be recovered)", self.config.name, event.channel)
+        elif isinstance(event, SubscriptionStarted | StreamGap):
+            lane = self._lanes.get(event.channel)
+            if lane is not None:
+                await lane.put(event)
         elif isinstance(event, SubscriptionFailed):
             self.stats.subscription_failures += 1
         elif isinstance(event, ConnectionStateChanged):
@@ -210,10 +238,22 @@ class BotRunner:
 
     def _lane_handler(self, room: str) -> Any:
         core = self.core
+        cursor = self.positions.cursors[room]
+        catch_up = RoomCatchUp(core, room, cursor)
+        handle_publication = core.handle_publication
 
         async def handle(item: _LaneItem) -> None:
             if isinstance(item, Publication):
-                await core.handle_publication(room, item)
+                offset = item.offset
+                if not offset:  # a room without history: no position to keep
+                    await handle_publication(room, item)
+                elif offset > cursor.offset:  # not already handled (from history, say)
+                    await handle_publication(room, item, offset <= cursor.replay_until)
+                    cursor.offset = offset
+            elif isinstance(item, SubscriptionStarted):
+                catch_up.started(item.position, item.recovering)
+            elif isinstance(item, StreamGap):
+                await catch_up.gap(item.lost_from, item.resumed_at)
             elif isinstance(item, Joined):
                 await core.handle_join(room, item.info)
             elif isinstance(item, Left):

@@ -1,0 +1,117 @@
+"""Catching a room up: from the position it stood at to the live stream, each envelope once.
+
+A room is subscribed with recovery from its cursor (stored at the last stop, or where the
+connection dropped). The server replays up to its recovery limit (Centrifugo's
+``recovery_max_publication_limit``, 300 by default); beyond it, it answers ``recovered: false``
+and the client reports a StreamGap. Then, when the epoch is still the same, the missed
+publications are paged from the room's history through the server API, oldest first, before
+anything live (the lane holds the live ones behind this work, and drops any offset already
+handled). Only what history no longer holds, or a stream the server began again (a new epoch),
+is a gap: one warning, ``BotStats.gaps``, the bot's ``on_gap`` hooks once, then live.
+
+Everything here runs in the room's lane, in order with the room's publications: the cursor always
+names the epoch of the publication just handled.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from botkit.errors import ApiReplyError, BotkitError
+from botkit.gap import Gap
+from botkit.protocol.types import StreamPosition
+from botkit.runtime.core import BotCore
+from botkit.runtime.positions import RoomCursor
+
+__all__ = ["HISTORY_PAGE", "RoomCatchUp"]
+
+log = logging.getLogger("botkit.runtime.supervisor")
+
+HISTORY_PAGE = 1000
+"""Publications asked for per history call while catching up."""
+_UNRECOVERABLE_POSITION = 112  # the server's answer to a position from another epoch
+
+
+class RoomCatchUp:
+    """One room's cursor moves that are not a publication: (re)subscribes and gaps."""
+
+    __slots__ = ("_channel", "_core", "cursor", "room")
+
+    def __init__(self, core: BotCore, room: str, cursor: RoomCursor) -> None:
+        self._core = core
+        self._channel = core.channels[room]
+        self.room = room
+        self.cursor = cursor
+
+    def started(self, position: StreamPosition | None, recovering: bool) -> None:
+        """The room was (re)subscribed; ``position`` is past what the server recovered."""
+        cursor = self.cursor
+        if position is None:  # a room without history: nothing to resume from, ever
+            cursor.epoch, cursor.offset, cursor.replay_until = None, 0, 0
+        elif recovering:
+            # What the server recovered (up to here) was published while we were away. A
+            # failed recovery is followed by a StreamGap, which moves the cursor itself.
+            cursor.replay_until = position.offset
+        else:
+            cursor.epoch, cursor.offset = position.epoch, position.offset
+
+    async def gap(self, lost_from: StreamPosition, resumed_at: StreamPosition | None) -> None:
+        """The server could not recover from ``lost_from``: read what it can from history,
+        report what it cannot, and carry on from ``resumed_at``."""
+        cursor = self.cursor
+        try:
+            if resumed_at is None:
+                await self._report(Gap(self.room, lost_from, "no history", None))
+            elif resumed_at.epoch != lost_from.epoch:
+                await self._report(Gap(self.room, lost_from, "new epoch", resumed_at))
+            else:
+                await self._page(lost_from, resumed_at)
+        finally:
+            if resumed_at is None:
+                cursor.epoch, cursor.offset = None, 0
+            else:
+                cursor.epoch = resumed_at.epoch
+                cursor.offset = max(cursor.offset, resumed_at.offset) if (
+                    resumed_at.epoch == lost_from.epoch) else resumed_at.offset
+
+    async def _page(self, since: StreamPosition, until: StreamPosition) -> None:
+        core, cursor, epoch = self._core, self.cursor, since.epoch
+        offset = max(since.offset, cursor.offset if cursor.epoch == epoch else 0)
+        while offset < until.offset:
+            try:
+                page = await core.services.api.history(
+                    self._channel, since=StreamPosition(offset, epoch),
+                    limit=min(HISTORY_PAGE, until.offset - offset))
+            except ApiReplyError as exc:
+                reason = "new epoch" if exc.code == _UNRECOVERABLE_POSITION else "unavailable"
+                await self._report(Gap(self.room, StreamPosition(offset, epoch), reason, until,
+                                       until.offset - offset), exc)
+                return
+            except BotkitError as exc:
+                await self._report(Gap(self.room, StreamPosition(offset, epoch), "unavailable",
+                                       until, until.offset - offset), exc)
+                return
+            missed = [p for p in page.publications if offset < p.offset <= until.offset]
+            if not missed:
+                await self._report(Gap(self.room, StreamPosition(offset, epoch), "expired",
+                                       until, until.offset - offset))
+                return
+            first = missed[0].offset
+            if first > offset + 1:
+                await self._report(Gap(self.room, StreamPosition(offset, epoch), "trimmed",
+                                       until, first - offset - 1))
+            for publication in missed:
+                await core.handle_publication(self.room, publication, True)
+                cursor.epoch, cursor.offset = epoch, publication.offset
+            offset = missed[-1].offset
+
+    async def _report(self, gap: Gap, error: BaseException | None = None) -> None:
+        core = self._core
+        core.stats.gaps += 1
+        missed = f"{gap.missed} message(s)" if gap.missed is not None else "an unknown number " \
+                                                                            "of messages"
+        log.warning("bot %s: room %s: %s after offset %d (epoch %s) may be lost (%s%s); "
+                    "carrying on from %s", core.name, gap.room, missed, gap.since.offset,
+                    gap.since.epoch or "-", gap.reason, f": {error}" if error else "",
+                    f"offset {gap.resumed_at.offset}" if gap.resumed_at else "the live stream")
+        await core.run_gap_hooks(gap)

@@ -217,12 +217,6 @@ class BotCore:
                                     "docs/security.md)", envelope.id, room, info.user,
                                     envelope.type)
             return
-        if replayed and self.services.clock() - envelope.sent_at > self._max_age:
-            stats.skipped_old += 1
-            self._drops.dropped("skipped_old", "skipped replayed envelope %r in %s: sent at %s, "
-                                "older than catch_up.max_age", envelope.id, room,
-                                envelope.sent_at.isoformat())
-            return
         await self.dispatch(room, envelope, replayed)
 
     async def handle_join(self, room: str, info: ClientInfo) -> None:
@@ -287,6 +281,14 @@ class BotCore:
             return
         invocations = self.bot.route(envelope, room)
         if not invocations:
+            return
+        if replayed and self.services.clock() - envelope.sent_at > self._max_age:
+            # Counted only when a handler would have run: what the bot ignores anyway is not
+            # a skip.
+            self.stats.skipped_old += 1
+            self._drops.dropped("skipped_old", "skipped replayed envelope %r in %s: sent at %s, "
+                                "older than catch_up.max_age", envelope.id, room,
+                                envelope.sent_at.isoformat())
             return
         self.stats.handled += 1
         # One context for all the handlers of an envelope: reply positions, and with them the

@@ -74,34 +74,47 @@ class RoomCatchUp:
                 cursor.offset = max(cursor.offset, resumed_at.offset) if (
                     resumed_at.epoch == lost_from.epoch) else resumed_at.offset
 
-    async def _page(self, since: StreamPosition, until: StreamPosition) -> None:
+    async def refill(self) -> None:
+        """Handle what the room's live stream dropped while its lane was full: everything
+        after the cursor, from history, up to the stream's top (see runner.py)."""
+        cursor = self.cursor
+        if cursor.epoch is not None:
+            await self._page(StreamPosition(cursor.offset, cursor.epoch), None, replayed=False)
+
+    async def _page(self, since: StreamPosition, until: StreamPosition | None, *,
+                    replayed: bool = True) -> None:
+        """Handle the publications after ``since`` from history, up to ``until`` (None: up to
+        the top of the stream), reporting what history no longer holds."""
         core, cursor, epoch = self._core, self.cursor, since.epoch
         offset = max(since.offset, cursor.offset if cursor.epoch == epoch else 0)
-        while offset < until.offset:
+        while until is None or offset < until.offset:
+            limit = HISTORY_PAGE if until is None else min(HISTORY_PAGE, until.offset - offset)
+            missing = None if until is None else until.offset - offset
             try:
                 page = await core.services.api.history(
-                    self._channel, since=StreamPosition(offset, epoch),
-                    limit=min(HISTORY_PAGE, until.offset - offset))
+                    self._channel, since=StreamPosition(offset, epoch), limit=limit)
             except ApiReplyError as exc:
                 reason = "new epoch" if exc.code == _UNRECOVERABLE_POSITION else "unavailable"
                 await self._report(Gap(self.room, StreamPosition(offset, epoch), reason, until,
-                                       until.offset - offset), exc)
+                                       missing), exc)
                 return
             except BotkitError as exc:
                 await self._report(Gap(self.room, StreamPosition(offset, epoch), "unavailable",
-                                       until, until.offset - offset), exc)
+                                       until, missing), exc)
                 return
-            missed = [p for p in page.publications if offset < p.offset <= until.offset]
+            top = until.offset if until is not None else page.position.offset
+            missed = [p for p in page.publications if offset < p.offset <= top]
             if not missed:
-                await self._report(Gap(self.room, StreamPosition(offset, epoch), "expired",
-                                       until, until.offset - offset))
+                if offset < top:  # history holds nothing past ``offset``, yet the stream does
+                    await self._report(Gap(self.room, StreamPosition(offset, epoch), "expired",
+                                           until or page.position, top - offset))
                 return
             first = missed[0].offset
             if first > offset + 1:
                 await self._report(Gap(self.room, StreamPosition(offset, epoch), "trimmed",
-                                       until, first - offset - 1))
+                                       until or page.position, first - offset - 1))
             for publication in missed:
-                await core.handle_publication(self.room, publication, True)
+                await core.handle_publication(self.room, publication, replayed)
                 cursor.epoch, cursor.offset = epoch, publication.offset
             offset = missed[-1].offset
 

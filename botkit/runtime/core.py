@@ -65,6 +65,9 @@ class BotStats:
     """Rooms' stretches of envelopes lost for good (see botkit.Gap)."""
     skipped_old: int = 0
     """Replayed envelopes older than ``catch_up.max_age``: not handled."""
+    overflowed: int = 0
+    """Publications taken off the socket while their room's lane was full, to be read back
+    from the room's history (see overflow.py): handled later, not lost."""
     subscription_failures: int = 0
 
 

@@ -36,6 +36,7 @@ from botkit.redact import safe_url
 from botkit.runtime.catchup import RoomCatchUp
 from botkit.runtime.core import BotCore, BotStats, LoadedBot, static_schedules
 from botkit.runtime.lanes import Lane
+from botkit.runtime.overflow import RoomFlow
 from botkit.runtime.positions import Positions
 from botkit.serverapi.client import ServerApi
 from botkit.state.store import StateStore
@@ -83,10 +84,15 @@ class BotRunner:
                                      offer_event=self._offer_event,
                                      options=ClientOptions(subscription_events=True))
         self.positions = Positions(state, self.name, list(self.channels), self.core.presence)
-        self._lanes: dict[str, Lane[_LaneItem]] = {
-            channel: Lane(f"{self.config.name}/{room}", self._lane_handler(room),
-                          maxsize=self._limits.lane_queue_size)
-            for room, channel in self.channels.items()}
+        self._lanes: dict[str, Lane[_LaneItem]] = {}
+        self._flows: dict[str, RoomFlow] = {}
+        for room, channel in self.channels.items():
+            flow = RoomFlow(f"bot {self.name}: room {room}", self.positions.cursors[room],
+                            self.stats)
+            flow.lane = self._lanes[channel] = Lane(
+                f"{self.config.name}/{room}", self._lane_handler(room, flow),
+                maxsize=self._limits.lane_queue_size)
+            self._flows[channel] = flow
         self._flusher: asyncio.Task[None] | None = None
         self._was_connected = False
         self.ready = asyncio.Event()
@@ -201,17 +207,17 @@ class BotRunner:
         Declined (a full lane, any other event), it reaches _on_event in order, from the
         client's read-ahead, while the reader goes on reading."""
         if isinstance(event, _ROOM_EVENTS):
-            lane = self._lanes.get(event.channel)
-            return lane is None or lane.offer(event)
+            flow = self._flows.get(event.channel)
+            return flow is None or flow.offer(event)
         return False
 
     async def _on_event(self, event: ClientEvent) -> None:
         """Called by the realtime reader: route to the room's lane (waiting when it is full)."""
         if isinstance(event, _ROOM_EVENTS):
-            lane = self._lanes.get(event.channel)
-            # offer() first: a lane with room takes the event without an await.
-            if lane is not None and not lane.offer(event):
-                await lane.put(event)
+            flow = self._flows.get(event.channel)
+            # offer() first: a lane with room (or an overflowing room) takes it without waiting.
+            if flow is not None and not flow.offer(event):
+                await flow.lane.put(event)
         elif isinstance(event, SubscriptionStarted | StreamGap):
             lane = self._lanes.get(event.channel)
             if lane is not None:
@@ -236,11 +242,20 @@ class BotRunner:
 
     # -- in a lane ---------------------------------------------------------------------------
 
-    def _lane_handler(self, room: str) -> Any:
+    def _lane_handler(self, room: str, flow: RoomFlow) -> Any:
         core = self.core
         cursor = self.positions.cursors[room]
         catch_up = RoomCatchUp(core, room, cursor)
         handle_publication = core.handle_publication
+
+        async def refill() -> None:
+            # Live publications queue again from now on, behind this: whatever history returns
+            # that is queued as well is handled once (the cursor skips it).
+            flow.dropping = False
+            resync, flow.resync = flow.resync, False
+            await catch_up.refill()
+            if resync:
+                await core.resync(room, announce=True)
 
         async def handle(item: _LaneItem) -> None:
             if isinstance(item, Publication):
@@ -260,4 +275,6 @@ class BotRunner:
                 await core.handle_leave(room, item.info)
             else:
                 await core.resync(room, announce=item.announce)
+            if flow.dropping and flow.drained():
+                await refill()
         return handle

@@ -59,11 +59,13 @@ class RoomCatchUp:
         """The server could not recover from ``lost_from``: read what it can from history,
         report what it cannot, and carry on from ``resumed_at``."""
         cursor = self.cursor
+        handled = cursor.position() if cursor.epoch == lost_from.epoch else None
         try:
             if resumed_at is None:
-                await self._report(Gap(self.room, lost_from, "no history", None))
+                await self._report(Gap(self.room, handled or lost_from, "no history", None))
             elif resumed_at.epoch != lost_from.epoch:
-                await self._report(Gap(self.room, lost_from, "new epoch", resumed_at))
+                await self._report(Gap(self.room, handled or lost_from, "new epoch",
+                                       resumed_at))
             else:
                 await self._page(lost_from, resumed_at)
         finally:
@@ -86,7 +88,9 @@ class RoomCatchUp:
         """Handle the publications after ``since`` from history, up to ``until`` (None: up to
         the top of the stream), reporting what history no longer holds."""
         core, cursor, epoch = self._core, self.cursor, since.epoch
-        offset = max(since.offset, cursor.offset if cursor.epoch == epoch else 0)
+        # The cursor is what was handled: behind ``since`` (the last delivered) when the room
+        # overflowed meanwhile (overflow.py), and then the dropped ones are read back too.
+        offset = cursor.offset if cursor.epoch == epoch else since.offset
         while until is None or offset < until.offset:
             limit = HISTORY_PAGE if until is None else min(HISTORY_PAGE, until.offset - offset)
             missing = None if until is None else until.offset - offset

@@ -56,6 +56,14 @@ class Lane(Generic[_T]):
         _wake(self._getter)
         return True
 
+    def push(self, item: _T) -> None:
+        """Queue ``item`` even when the lane is full. Only for the few control items a room
+        gets per (re)subscribe (its epoch, a gap, a presence resync): bounded by reconnects,
+        and never worth making the connection's reader wait for."""
+        self._items.append(item)
+        self._unfinished += 1
+        _wake(self._getter)
+
     async def put(self, item: _T) -> None:
         """Queue ``item``, waiting (in turn with other producers) while the lane is full."""
         while len(self._items) >= self._maxsize:

@@ -221,7 +221,7 @@ class BotRunner:
         elif isinstance(event, SubscriptionStarted | StreamGap):
             lane = self._lanes.get(event.channel)
             if lane is not None:
-                await lane.put(event)
+                lane.push(event)  # never waits: a full room must not hold up the others
         elif isinstance(event, SubscriptionFailed):
             self.stats.subscription_failures += 1
         elif isinstance(event, ConnectionStateChanged):
@@ -232,7 +232,7 @@ class BotRunner:
             if self._was_connected:
                 # Joins and leaves are not recovered like publications: compare instead.
                 for lane in self._lanes.values():
-                    await lane.put(_Resync(announce=True))
+                    lane.push(_Resync(announce=True))
             self._was_connected = True
         elif (event.state is ConnectionState.DISCONNECTED
               and disconnect_action(event.code) is DisconnectAction.RECONNECT):

@@ -66,3 +66,29 @@ async def test_a_flood_in_one_room_does_not_delay_another(make_centrifugo: Any) 
         assert stats.overflowed > 0  # the isolation was exercised, not a fast lane
         assert stats.gaps == 0
         await asyncio.sleep(0)
+
+
+GREETER = """\
+- name: greeter
+  plugin: tests.plugins.greeter
+  user_id: bot_greeter
+  rooms: [room_a]
+  limits: {lane_queue_size: 5}
+"""
+
+
+async def test_a_join_during_an_overflow_is_greeted_once(make_centrifugo: Any) -> None:
+    # A tiny lane overflows at once; a join dropped with the overflow is made up by the
+    # presence resync after the read-back, one greeting either way.
+    server = make_centrifugo(history_size=2 * FLOOD + 100)
+    project = new_project()
+    async with running(server, bots_yaml(server, GREETER, project_id=project)) as runtime:
+        await _flood(server, project)
+        async with human(server, project, "room_a", "user_pia") as pia:
+            (greeting,) = await pia.replies_from("bot_greeter", 1, timeout=30)
+            assert greeting["text"] == "hi user_pia"
+            assert await pia.quiet_from("bot_greeter", 1.5) == []
+        stats = runtime.runners["greeter"].stats
+        assert stats.overflowed > 0
+        assert stats.received >= FLOOD  # everything dropped was read back
+        assert stats.gaps == 0

@@ -9,8 +9,9 @@ the rest back from the room's history (catchup.py, the same paging as after a re
 taking live publications again, so each is still handled once and in order. Joins and leaves
 dropped meanwhile are made up by a presence resync.
 
-A room without history (no stream positions) has nothing to read back: its full lane makes the
-reader wait, as before.
+A room without history (no stream positions) has nothing to read back, and a bot with one room
+has no other room to protect (and its firehose is best read once, with backpressure): there a
+full lane makes the reader wait, as before.
 """
 
 from __future__ import annotations
@@ -31,13 +32,16 @@ log = logging.getLogger("botkit.runtime.supervisor")
 class RoomFlow:
     """Where one room's events go: its lane, or (while it is full) back to the stream."""
 
-    __slots__ = ("cursor", "dropping", "lane", "name", "resync", "stats")
+    __slots__ = ("cursor", "dropping", "isolate", "lane", "name", "resync", "stats")
 
     lane: Lane[Any]
     """Set by the runner once made (the lane's handler needs this flow)."""
 
-    def __init__(self, name: str, cursor: RoomCursor, stats: BotStats) -> None:
+    def __init__(self, name: str, cursor: RoomCursor, stats: BotStats, *,
+                 isolate: bool = True) -> None:
         self.name = name
+        self.isolate = isolate
+        """Whether the room may overflow to history (the bot has other rooms to protect)."""
         self.cursor = cursor
         self.stats = stats
         self.dropping = False
@@ -52,7 +56,7 @@ class RoomFlow:
             return self._drop(event)
         if self.lane.offer(event):
             return True
-        if self.cursor.epoch is None:
+        if self.cursor.epoch is None or not self.isolate:
             return False
         self.dropping = True
         log.info("%s: lane full; the room's next envelopes will be read from its history once "

@@ -88,7 +88,7 @@ class BotRunner:
         self._flows: dict[str, RoomFlow] = {}
         for room, channel in self.channels.items():
             flow = RoomFlow(f"bot {self.name}: room {room}", self.positions.cursors[room],
-                            self.stats)
+                            self.stats, isolate=len(self.channels) > 1)
             flow.lane = self._lanes[channel] = Lane(
                 f"{self.config.name}/{room}", self._lane_handler(room, flow),
                 maxsize=self._limits.lane_queue_size)

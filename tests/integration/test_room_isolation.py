@@ -72,7 +72,7 @@ GREETER = """\
 - name: greeter
   plugin: tests.plugins.greeter
   user_id: bot_greeter
-  rooms: [room_a]
+  rooms: [room_a, room_b]
   limits: {lane_queue_size: 5}
 """
 

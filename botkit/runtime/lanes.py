@@ -2,7 +2,9 @@
 
 A room's envelopes are handled one after another, in the order they arrived, while other rooms
 run in parallel. A full lane makes its producer wait (the realtime reader, and through it the
-socket): backpressure instead of unbounded memory. No task is created per message.
+socket): backpressure instead of unbounded memory; or the producer declines the item and reads
+it back later (runtime/overflow.py: a room of a bot with other rooms). No task is created per
+message.
 
 The queue is a deque with the few waits a lane needs (its worker for an item, producers for
 room, ``drain`` for the end of the work), not an ``asyncio.Queue``: that one made five calls

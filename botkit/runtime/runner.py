@@ -1,10 +1,12 @@
 """One running bot: its realtime connection, its ordered lanes, its handlers and its jobs.
 
-The path of an envelope: the realtime reader puts it in its room's lane (waiting when the lane
-is full) → the lane's worker hands it to the bot's ``BotCore``, which validates
+The path of an envelope: the realtime reader puts it in its room's lane (when the lane is full,
+a bot with several rooms drops it to read it back from history later, see overflow.py; a bot
+with one room waits) → the lane's worker hands it to the bot's ``BotCore``, which validates
 it, drops what is invalid, spoofed, the bot's own or another bot's (each counted), and runs the
-handlers it routes to. This module is the transport around that core: connecting, subscribing,
-lanes, reconnects and shutdown.
+handlers it routes to, then moves the room's cursor (positions.py). This module is the transport
+around that core: connecting, subscribing from the stored positions (catchup.py), lanes,
+reconnects and shutdown.
 """
 
 from __future__ import annotations
@@ -203,16 +205,18 @@ class BotRunner:
     # -- from the connection -----------------------------------------------------------------
 
     def _offer_event(self, event: ClientEvent) -> bool:
-        """The reader's fast path: a room's event goes into its lane if the lane has room.
-        Declined (a full lane, any other event), it reaches _on_event in order, from the
-        client's read-ahead, while the reader goes on reading."""
+        """The reader's fast path: a room's event goes into its lane if the lane has room, or
+        is dropped to be read back from history when the room overflows (overflow.py).
+        Declined (a full lane that may not overflow, any other event), it reaches _on_event
+        in order, from the client's read-ahead, while the reader goes on reading."""
         if isinstance(event, _ROOM_EVENTS):
             flow = self._flows.get(event.channel)
             return flow is None or flow.offer(event)
         return False
 
     async def _on_event(self, event: ClientEvent) -> None:
-        """Called by the realtime reader: route to the room's lane (waiting when it is full)."""
+        """Called by the realtime reader: route to the room's lane (waiting when it is full and
+        may not overflow)."""
         if isinstance(event, _ROOM_EVENTS):
             flow = self._flows.get(event.channel)
             # offer() first: a lane with room (or an overflowing room) takes it without waiting.

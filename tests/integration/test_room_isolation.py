@@ -65,7 +65,6 @@ async def test_a_flood_in_one_room_does_not_delay_another(make_centrifugo: Any) 
         assert await ann.quiet_from("bot_flaky", 1.0) == []
         assert stats.overflowed > 0  # the isolation was exercised, not a fast lane
         assert stats.gaps == 0
-        await asyncio.sleep(0)
 
 
 GREETER = """\
@@ -92,3 +91,39 @@ async def test_a_join_during_an_overflow_is_greeted_once(make_centrifugo: Any) -
         assert stats.overflowed > 0
         assert stats.received >= FLOOD  # everything dropped was read back
         assert stats.gaps == 0
+
+
+CATCHUP_TWO_ROOMS = """\
+- name: catchup
+  plugin: tests.plugins.catchup
+  user_id: bot_catchup
+  rooms: [room_a, room_b]
+  limits: {lane_queue_size: 5}
+"""
+
+
+async def test_an_overflow_history_no_longer_holds_is_one_gap_then_live(
+        make_centrifugo: Any) -> None:
+    from tests.plugins import catchup
+
+    server = make_centrifugo(history_size=20)  # far less than the flood
+    project = new_project()
+    catchup.gaps.clear()
+    catchup.gap_seen.clear()
+    async with running(server, bots_yaml(server, CATCHUP_TWO_ROOMS, project_id=project)) as rt, \
+            human(server, project, "room_a", "user_ann") as ann:
+        await _flood(server, project)
+        stats = rt.runners["catchup"].stats
+        async with asyncio.timeout(30):
+            await catchup.gap_seen.wait()
+        assert stats.overflowed > 0
+        assert {room for room, _ in catchup.gaps} == {"room_a"}
+        assert {gap.reason for _, gap in catchup.gaps} <= {"trimmed", "expired"}
+        assert stats.gaps >= 1
+        # Then it carries on: a command sent after the flood is answered.
+        await ann.say("/echo later")
+        async with asyncio.timeout(20):
+            while True:
+                reply = (await ann.replies_from("bot_catchup", 1, timeout=20))[0]
+                if reply["text"] == "later live":
+                    break

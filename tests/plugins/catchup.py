@@ -3,10 +3,13 @@ and records the gaps it is told about."""
 
 from __future__ import annotations
 
+import asyncio
+
 from botkit import Bot, Context, Gap
 
 bot = Bot("catchup")
 gaps: list[tuple[str | None, Gap]] = []
+gap_seen = asyncio.Event()
 
 
 @bot.command("echo")
@@ -17,3 +20,4 @@ async def echo(ctx: Context, text: str) -> None:
 @bot.on_gap
 async def on_gap(ctx: Context, gap: Gap) -> None:
     gaps.append((ctx.room, gap))
+    gap_seen.set()

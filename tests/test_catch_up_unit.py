@@ -262,3 +262,19 @@ async def test_the_store_refuses_a_corrupt_file_when_it_opens(tmp_path: Path) ->
     with pytest.raises(StateFileError, match="not a database"):
         async with SQLiteStateStore(state):
             pass
+
+
+async def test_a_replayed_envelope_already_answered_live_is_not_answered_twice() -> None:
+    # A crash replays what was handled in the last unflushed second: the replies carry the
+    # same idempotency keys (bot, envelope id, reply number), and the server absorbs them.
+    from botkit.envelope import chat_message, envelope_to_dict
+
+    async with BotHarness(bot) as h:
+        message = envelope_to_dict(chat_message(room_id="lobby", sender_id="user",
+                                                text="/roll", sent_at=h.now))
+        assert (await h.publish(message, as_user="user")).texts == ["rolled"]
+        keys = [p.idempotency_key for p in h.published]
+        assert (await h.publish(message, as_user="user", replayed=True)).texts == []
+        assert h.server.absorbed == 1
+        assert keys == [f"replays:{message['id']}:1"]
+    assert seen == [(False, timedelta(0)), (True, timedelta(0))]

@@ -4,6 +4,7 @@ backends, and a corrupt or read-only state file at start (one line, exit 2)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import subprocess
@@ -173,12 +174,16 @@ async def test_positions_survive_in_the_sqlite_file(tmp_path: Path) -> None:
 
 
 class _CountingStore(MemoryStateStore):
-    writes = 0
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.written = asyncio.Event()
 
     async def set(self, namespace: str, key: str, value: Any, *,
                   ttl: float | None = None) -> None:
         self.writes += 1
         await super().set(namespace, key, value, ttl=ttl)
+        self.written.set()
 
 
 async def test_a_flush_writes_only_what_moved() -> None:
@@ -278,3 +283,32 @@ async def test_a_replayed_envelope_already_answered_live_is_not_answered_twice()
         assert h.server.absorbed == 1
         assert keys == [f"replays:{message['id']}:1"]
     assert seen == [(False, timedelta(0)), (True, timedelta(0))]
+
+
+async def test_the_writer_sleeps_until_touched_then_writes_once_per_interval(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from botkit.runtime import positions as positions_module
+
+    monkeypatch.setattr(positions_module, "FLUSH_INTERVAL", 0.05)
+    async with _CountingStore() as store:
+        positions = Positions(store, "b", ["lobby"], {"lobby": RoomPresence()})
+        cursor = positions.cursors["lobby"]
+        cursor.epoch, cursor.offset = "e", 1
+        writer = asyncio.create_task(positions.run())
+        try:
+            await asyncio.sleep(0.2)
+            assert store.writes == 0  # moved, but nobody said so: an idle bot has no timer
+            positions.touch()
+            for offset in range(2, 50):
+                cursor.offset = offset
+                if not positions.pending:
+                    positions.touch()
+            async with asyncio.timeout(2):
+                await store.written.wait()
+            assert await store.get(NAMESPACE, "b:lobby") == {
+                "epoch": "e", "offset": 49, "present": []}
+            await asyncio.sleep(0.2)
+            assert store.writes == 1
+        finally:
+            writer.cancel()
+            await asyncio.wait([writer])

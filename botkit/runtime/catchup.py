@@ -21,7 +21,7 @@ from botkit.errors import ApiReplyError, BotkitError
 from botkit.gap import Gap
 from botkit.protocol.types import StreamPosition
 from botkit.runtime.core import BotCore
-from botkit.runtime.positions import RoomCursor
+from botkit.runtime.positions import Positions
 
 __all__ = ["HISTORY_PAGE", "RoomCatchUp"]
 
@@ -35,13 +35,14 @@ _UNRECOVERABLE_POSITION = 112  # the server's answer to a position from another 
 class RoomCatchUp:
     """One room's cursor moves that are not a publication: (re)subscribes and gaps."""
 
-    __slots__ = ("_channel", "_core", "cursor", "room")
+    __slots__ = ("_channel", "_core", "_positions", "cursor", "room")
 
-    def __init__(self, core: BotCore, room: str, cursor: RoomCursor) -> None:
+    def __init__(self, core: BotCore, room: str, positions: Positions) -> None:
         self._core = core
         self._channel = core.channels[room]
+        self._positions = positions
         self.room = room
-        self.cursor = cursor
+        self.cursor = positions.cursors[room]
 
     def started(self, position: StreamPosition | None, recovering: bool) -> None:
         """The room was (re)subscribed; ``position`` is past what the server recovered."""
@@ -87,7 +88,7 @@ class RoomCatchUp:
                     replayed: bool = True) -> None:
         """Handle the publications after ``since`` from history, up to ``until`` (None: up to
         the top of the stream), reporting what history no longer holds."""
-        core, cursor, epoch = self._core, self.cursor, since.epoch
+        core, cursor, epoch, positions = self._core, self.cursor, since.epoch, self._positions
         # The cursor is what was handled: behind ``since`` (the last delivered) when the room
         # overflowed meanwhile (overflow.py), and then the dropped ones are read back too.
         offset = cursor.offset if cursor.epoch == epoch else since.offset
@@ -120,6 +121,8 @@ class RoomCatchUp:
             for publication in missed:
                 await core.handle_publication(self.room, publication, replayed)
                 cursor.epoch, cursor.offset = epoch, publication.offset
+                if not positions.pending:
+                    positions.touch()  # a crash mid-way resumes from here, not from the start
             offset = missed[-1].offset
 
     async def _report(self, gap: Gap, error: BaseException | None = None) -> None:

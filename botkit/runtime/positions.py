@@ -4,10 +4,13 @@ Each room's lane keeps a :class:`RoomCursor`: the stream's epoch and the offset 
 publication whose handling finished (an int written after each handling: nothing allocated and
 nothing awaited per message). :class:`Positions` writes the cursors that moved, with the users
 present in each room, to the bot's state store at most once a second and once more at stop, after
-the lanes drained; the SQLite backend does the writing on its own thread. At the next start each
-room is subscribed from its stored position, so what was published meanwhile is handled first
-(see catchup.py); a crash replays at most the last unflushed second, whose replies the server
-drops as repeats (same idempotency keys).
+the lanes drained; the SQLite backend does the writing on its own thread. An idle bot costs no
+timer: the writer sleeps until a lane reports the first move (:meth:`Positions.touch`, one
+flag test per message), then waits out the second and writes everything that moved in it.
+
+At the next start each room is subscribed from its stored position, so what was published
+meanwhile is handled first (see catchup.py). A crash replays at most the last unflushed second;
+the server drops the replies to it as repeats (same idempotency keys), but handlers run again.
 
 The rows live in the store's ``botkit.positions`` namespace, one key per bot and room (a bot's
 own ``ctx.state`` namespace is its name, which cannot contain a dot).
@@ -71,6 +74,15 @@ class Positions:
         self.cursors = {room: RoomCursor() for room in rooms}
         self._saved: dict[str, Any] = {}
         self._failing = False
+        self.pending = False
+        """A cursor or the presence moved since the last write was scheduled (lanes test it
+        before calling :meth:`touch`, so a busy lane pays one attribute read per message)."""
+        self._moved = asyncio.Event()
+
+    def touch(self) -> None:
+        """Something moved: have it written within :data:`FLUSH_INTERVAL`."""
+        self.pending = True
+        self._moved.set()
 
     def _key(self, room: str) -> str:
         return f"{self._bot}:{room}"[:256]
@@ -117,9 +129,12 @@ class Positions:
         self._failing = False
 
     async def run(self) -> None:
-        """Flush every :data:`FLUSH_INTERVAL` seconds until cancelled."""
+        """Write what moved, at most every :data:`FLUSH_INTERVAL` seconds, until cancelled."""
         while True:
-            await asyncio.sleep(FLUSH_INTERVAL)
+            await self._moved.wait()
+            await asyncio.sleep(FLUSH_INTERVAL)  # what moves within the second: one write
+            self._moved.clear()
+            self.pending = False  # before the write: a move during it schedules the next
             await self.flush()
 
 

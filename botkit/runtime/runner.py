@@ -249,8 +249,9 @@ class BotRunner:
     def _lane_handler(self, room: str, flow: RoomFlow) -> Any:
         core = self.core
         cursor = self.positions.cursors[room]
-        catch_up = RoomCatchUp(core, room, cursor)
+        catch_up = RoomCatchUp(core, room, self.positions)
         handle_publication = core.handle_publication
+        positions = self.positions
 
         async def refill() -> None:
             # Live publications queue again from now on, behind this: whatever history returns
@@ -269,7 +270,14 @@ class BotRunner:
                 elif offset > cursor.offset:  # not already handled (from history, say)
                     await handle_publication(room, item, offset <= cursor.replay_until)
                     cursor.offset = offset
-            elif isinstance(item, SubscriptionStarted):
+                    if not positions.pending:
+                        positions.touch()
+                if flow.dropping and flow.drained():
+                    await refill()
+                return
+            # The rest is rare (subscribes, gaps, presence): each may move what is stored.
+            positions.touch()
+            if isinstance(item, SubscriptionStarted):
                 catch_up.started(item.position, item.recovering)
             elif isinstance(item, StreamGap):
                 await catch_up.gap(item.lost_from, item.resumed_at)

@@ -285,7 +285,7 @@ async def test_a_replayed_envelope_already_answered_live_is_not_answered_twice()
     assert seen == [(False, timedelta(0)), (True, timedelta(0))]
 
 
-async def test_the_writer_sleeps_until_touched_then_writes_once_per_interval(
+async def test_the_writer_starts_when_touched_and_writes_once_per_interval(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from botkit.runtime import positions as positions_module
 
@@ -294,10 +294,9 @@ async def test_the_writer_sleeps_until_touched_then_writes_once_per_interval(
         positions = Positions(store, "b", ["lobby"], {"lobby": RoomPresence()})
         cursor = positions.cursors["lobby"]
         cursor.epoch, cursor.offset = "e", 1
-        writer = asyncio.create_task(positions.run())
         try:
             await asyncio.sleep(0.2)
-            assert store.writes == 0  # moved, but nobody said so: an idle bot has no timer
+            assert store.writes == 0  # moved, but nobody said so: an idle bot has no task
             positions.touch()
             for offset in range(2, 50):
                 cursor.offset = offset
@@ -309,6 +308,10 @@ async def test_the_writer_sleeps_until_touched_then_writes_once_per_interval(
                 "epoch": "e", "offset": 49, "present": []}
             await asyncio.sleep(0.2)
             assert store.writes == 1
+            assert positions._writer is None  # nothing moved since: the writer ended
+            cursor.offset = 50
+            positions.touch()
         finally:
-            writer.cancel()
-            await asyncio.wait([writer])
+            await positions.aclose()  # stops the writer at once, and writes what is left
+        assert store.writes == 2
+        assert (await store.get(NAMESPACE, "b:lobby"))["offset"] == 50

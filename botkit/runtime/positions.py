@@ -5,8 +5,9 @@ publication whose handling finished (an int written after each handling: nothing
 nothing awaited per message). :class:`Positions` writes the cursors that moved, with the users
 present in each room, to the bot's state store at most once a second and once more at stop, after
 the lanes drained; the SQLite backend does the writing on its own thread. An idle bot costs no
-timer: the writer sleeps until a lane reports the first move (:meth:`Positions.touch`, one
-flag test per message), then waits out the second and writes everything that moved in it.
+task and no timer: the first move a lane reports (:meth:`Positions.touch`, one flag test per
+message) starts a writer, which waits out the second, writes everything that moved in it, and
+ends once nothing moves any more.
 
 At the next start each room is subscribed from its stored position, so what was published
 meanwhile is handled first (see catchup.py). A crash replays at most the last unflushed second;
@@ -77,12 +78,35 @@ class Positions:
         self.pending = False
         """A cursor or the presence moved since the last write was scheduled (lanes test it
         before calling :meth:`touch`, so a busy lane pays one attribute read per message)."""
-        self._moved = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None  # owned here: aclose() ends it
+        self._closed = False
 
     def touch(self) -> None:
         """Something moved: have it written within :data:`FLUSH_INTERVAL`."""
         self.pending = True
-        self._moved.set()
+        if self._writer is None and not self._closed:
+            self._writer = asyncio.get_running_loop().create_task(
+                self._write_soon(), name=f"positions {self._bot}")
+
+    async def _write_soon(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(FLUSH_INTERVAL)  # what moves within the second: one write
+                self.pending = False  # before the write: a move during it means another
+                await self.flush()
+                if not self.pending:
+                    return
+        finally:
+            self._writer = None
+
+    async def aclose(self) -> None:
+        """Stop the writer and write what is left (call it once the lanes have stopped)."""
+        self._closed = True
+        writer = self._writer
+        if writer is not None:
+            writer.cancel()
+            await asyncio.wait([writer])
+        await self.flush()
 
     def _key(self, room: str) -> str:
         return f"{self._bot}:{room}"[:256]
@@ -128,14 +152,6 @@ class Positions:
             log.info("bot %s: storing its rooms' positions again", self._bot)
         self._failing = False
 
-    async def run(self) -> None:
-        """Write what moved, at most every :data:`FLUSH_INTERVAL` seconds, until cancelled."""
-        while True:
-            await self._moved.wait()
-            await asyncio.sleep(FLUSH_INTERVAL)  # what moves within the second: one write
-            self._moved.clear()
-            self.pending = False  # before the write: a move during it schedules the next
-            await self.flush()
 
 
 def _parse(value: Any) -> Stored:

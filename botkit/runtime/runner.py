@@ -95,7 +95,6 @@ class BotRunner:
                 f"{self.config.name}/{room}", self._lane_handler(room, flow),
                 maxsize=self._limits.lane_queue_size)
             self._flows[channel] = flow
-        self._flusher: asyncio.Task[None] | None = None
         self._was_connected = False
         self.ready = asyncio.Event()
 
@@ -118,8 +117,6 @@ class BotRunner:
         async with asyncio.TaskGroup() as group:
             for lane in self._lanes.values():
                 lane.start(group)
-            self._flusher = group.create_task(self.positions.run(),
-                                              name=f"positions {self.name}")
             try:
                 await self._serve(stop)
             finally:
@@ -187,12 +184,8 @@ class BotRunner:
                             "grace period", self.config.name, lane.name, lane.pending)
         for lane in self._lanes.values():
             await lane.stop()
-        flusher, self._flusher = self._flusher, None
-        if flusher is not None:
-            flusher.cancel()
-            await asyncio.wait([flusher])
         # After the lanes: the last positions are those of envelopes whose handling finished.
-        await self.positions.flush()
+        await self.positions.aclose()
         await self.core.stop()
 
     # -- scheduled jobs ----------------------------------------------------------------------

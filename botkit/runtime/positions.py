@@ -67,6 +67,9 @@ class Stored:
 class Positions:
     """One bot's cursors and their rows in the state store."""
 
+    __slots__ = ("_bot", "_closed", "_failing", "_presence", "_saved", "_store", "_writer",
+                 "cursors", "pending")
+
     def __init__(self, store: StateStore | None, bot: str, rooms: list[str],
                  presence: Mapping[str, RoomPresence]) -> None:
         self._store = store

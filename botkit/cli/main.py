@@ -27,6 +27,7 @@ from botkit.errors import (
     BotkitError,
     ConfigError,
     PluginError,
+    StateFileError,
     StateInUseError,
     TerminalDisconnectError,
 )
@@ -40,7 +41,7 @@ __all__ = ["main", "run_main"]
 log = logging.getLogger("botkit.cli")
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 # What the operator must fix before starting (exit 2, one line); not a failure of the run.
-_SETUP_ERRORS = (ConfigError, PluginError, StateInUseError)
+_SETUP_ERRORS = (ConfigError, PluginError, StateFileError, StateInUseError)
 # A test client's token may be short-lived (to see a refresh), never longer than bots.yaml
 # allows; a shutdown may wait for in-flight work, not forever.
 TOKEN_TTL = Bounds(1.0, 24 * 3600.0)

@@ -21,11 +21,13 @@ __all__ = [
     "DURATION_JSON_SCHEMA",
     "EVERY",
     "HANDLER_TIMEOUT",
+    "MAX_AGE",
     "RATE_LIMIT_WINDOW",
     "TOKEN_TTL",
     "Bounds",
     "Every",
     "HandlerTimeout",
+    "MaxAge",
     "RateLimitWindow",
     "TokenTtl",
     "format_duration",
@@ -103,6 +105,8 @@ HANDLER_TIMEOUT = Bounds(0.01, 3600.0, "a handler holds its room's lane while it
 EVERY = Bounds(1.0, 365 * 24 * 3600.0, "each interval posts a message; use cron: for "
                                        "calendar times")
 RATE_LIMIT_WINDOW = Bounds(0.1, 24 * 3600.0)
+MAX_AGE = Bounds(1.0, 7 * 24 * 3600.0, "older envelopes are skipped at catch-up; a server "
+                                       "rarely keeps history longer")
 
 
 # What `botkit schema` says a duration is: a number of seconds, a duration string, or a ${VAR}
@@ -130,3 +134,4 @@ TokenTtl = Annotated[_Parsed, _bounded(TOKEN_TTL)]
 HandlerTimeout = Annotated[_Parsed, _bounded(HANDLER_TIMEOUT)]
 Every = Annotated[_Parsed, _bounded(EVERY)]
 RateLimitWindow = Annotated[_Parsed, _bounded(RATE_LIMIT_WINDOW)]
+MaxAge = Annotated[_Parsed, _bounded(MAX_AGE)]

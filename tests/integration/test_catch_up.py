@@ -17,9 +17,9 @@ from botkit.envelope import chat_message, envelope_to_dict, format_timestamp
 from botkit.serverapi.client import ServerApi
 from botkit.tokens import chat_channel
 from botkit.ulid import new_ulid
-from tests.humans import Human, human
 from tests.plugins import catchup
-from tests.runtime_support import bots_yaml, new_project, running
+from tests.support.humans import Human, human
+from tests.support.runtime_support import bots_yaml, new_project, running
 
 pytestmark = pytest.mark.server
 

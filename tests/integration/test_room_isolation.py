@@ -15,8 +15,8 @@ import pytest
 from botkit.envelope import chat_message, envelope_to_dict
 from botkit.serverapi.client import ServerApi
 from botkit.tokens import chat_channel
-from tests.humans import human
-from tests.runtime_support import bots_yaml, new_project, running
+from tests.support.humans import human
+from tests.support.runtime_support import bots_yaml, new_project, running
 
 pytestmark = pytest.mark.server
 

@@ -219,7 +219,7 @@ def _run(tmp_path: Path, state: Path) -> subprocess.CompletedProcess[str]:
         state: {{path: {state}}}
         bots: [{{name: a, user_id: bot_a}}]
         """))
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     return subprocess.run([sys.executable, "-m", "botkit", "run", "-c",
                            str(tmp_path / "bots.yaml")], capture_output=True, text=True,
                           timeout=60, env=env, check=False)

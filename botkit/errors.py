@@ -121,8 +121,10 @@ class TerminalDisconnectError(RealtimeError):
         super().__init__(message)
 
 
-class ReplyError(RealtimeError):
-    """The server answered a command with an error."""
+class _ErrorReply(Exception):
+    """The fields of an error object the server answered with: the same on the client protocol
+    (:class:`ReplyError`) and the server API (:class:`ApiReplyError`). A mixin, not a branch of
+    the tree: each of the two sits under its own layer's error."""
 
     def __init__(self, code: int, message: str, temporary: bool = False, *,
                  method: str = "") -> None:
@@ -132,6 +134,10 @@ class ReplyError(RealtimeError):
         self.method = method
         where = f"{method}: " if method else ""
         super().__init__(f"{where}error {code} ({message})")
+
+
+class ReplyError(_ErrorReply, RealtimeError):
+    """The server answered a command with an error."""
 
 
 class SubscriptionError(ReplyError):
@@ -162,17 +168,8 @@ class ApiRequestError(ApiError):
         super().__init__(message)
 
 
-class ApiReplyError(ApiError):
+class ApiReplyError(_ErrorReply, ApiError):
     """The server API answered with a Centrifugo error object."""
-
-    def __init__(self, code: int, message: str, temporary: bool = False, *,
-                 method: str = "") -> None:
-        self.code = code
-        self.message = message
-        self.temporary = temporary
-        self.method = method
-        where = f"{method}: " if method else ""
-        super().__init__(f"{where}error {code} ({message})")
 
 
 class ApiMalformedReplyError(ApiReplyError):

@@ -15,6 +15,7 @@ import pytest
 from botkit.dev.hub import HubSettings, LocalHub
 from botkit.dev.localserver import LocalCentrifugo, ServerSettings, free_port
 from botkit.errors import LocalServerError
+from tests.support.servers import TunedCentrifugo
 
 IN_CI = bool(os.environ.get("CI"))
 SERVER_KINDS = ("centrifugo", "hub")
@@ -41,11 +42,16 @@ def settings_for_tests(**overrides: object) -> ServerSettings:
 
 
 def new_server(kind: str, **overrides: object) -> Server:
-    """A server of ``kind`` ("centrifugo" or "hub") with the test settings, not started."""
+    """A server of ``kind`` ("centrifugo" or "hub") with the test settings, not started.
+    ``channel_limit`` (a hub setting) is honoured by both kinds."""
     values = _test_values(overrides)
     if kind == "hub":
         return LocalHub(HubSettings(**values))  # type: ignore[arg-type]
-    return LocalCentrifugo(ServerSettings(**values))  # type: ignore[arg-type]
+    channel_limit = values.pop("channel_limit", None)
+    settings = ServerSettings(**values)  # type: ignore[arg-type]
+    if channel_limit is not None:
+        return TunedCentrifugo(settings, channel_limit=int(channel_limit))  # type: ignore[call-overload]
+    return LocalCentrifugo(settings)
 
 
 def _start(server: Server) -> Server:

@@ -34,7 +34,7 @@ from botkit.tokens import connection_token, subscription_token
 
 __all__ = ["main", "run_main"]
 
-log = logging.getLogger("botkit.cli.main")
+log = logging.getLogger("botkit.cli")
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 # What the operator must fix before starting (exit 2, one line); not a failure of the run.
 _SETUP_ERRORS = (ConfigError, PluginError, StateInUseError)

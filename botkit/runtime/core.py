@@ -41,7 +41,7 @@ from botkit.ulid import new_ulid
 __all__ = ["BotCore", "BotStats", "LoadedBot", "static_schedules"]
 
 # The runtime's logger: these lines are the runtime's, wherever the core is driven from.
-log = logging.getLogger("botkit.runtime.supervisor")
+log = logging.getLogger("botkit.runtime")
 
 
 @dataclass(slots=True)

@@ -39,7 +39,7 @@ from botkit.tokens import TokenMinter
 
 __all__ = ["BotRunner", "BotStats", "LoadedBot", "static_schedules"]
 
-log = logging.getLogger("botkit.runtime.supervisor")
+log = logging.getLogger("botkit.runtime")
 
 
 class _Resync:
@@ -78,6 +78,7 @@ class BotRunner:
                           maxsize=self._limits.lane_queue_size)
             for room, channel in self.channels.items()}
         self._was_connected = False
+        self._closing = False  # our own close: its disconnect is no loss to warn about
         self.ready = asyncio.Event()
 
     @property
@@ -149,6 +150,7 @@ class BotRunner:
 
     async def _shutdown(self, grace: float) -> None:
         deadline = time.monotonic() + grace
+        self._closing = True
         # What the connection received but the lanes had no room for yet goes in first.
         await self.client.aclose(flush_timeout=grace)
         for lane in self._lanes.values():
@@ -200,7 +202,7 @@ class BotRunner:
                 for lane in self._lanes.values():
                     await lane.put(_Resync(announce=True))
             self._was_connected = True
-        elif (event.state is ConnectionState.DISCONNECTED
+        elif (event.state is ConnectionState.DISCONNECTED and not self._closing
               and disconnect_action(event.code) is DisconnectAction.RECONNECT):
             # A terminal close is the supervisor's to report (it stops the bot alone).
             log.warning("bot %s: connection lost (%s %s); reconnecting", self.config.name,

@@ -40,7 +40,7 @@ from botkit.state.store import StateStore, open_state_store
 __all__ = ["BotPhase", "BotRunner", "BotStats", "BotStatus", "LoadedBot", "Runtime", "load_bot",
            "load_bots"]
 
-log = logging.getLogger("botkit.runtime.supervisor")
+log = logging.getLogger("botkit.runtime")
 
 
 def load_bots(config: BotsConfig, *, search_path: Path | None = None) -> list[LoadedBot]:

@@ -24,9 +24,9 @@ from botkit.config import parse_config
 from botkit.dev.localserver import LocalCentrifugo
 from botkit.errors import BotkitError
 from botkit.runtime.supervisor import BotPhase, Runtime, load_bots
-from tests.humans import human
-from tests.runtime_support import bots_yaml, new_project, running
 from tests.support.dev import ROOT, dev_process, dev_yaml
+from tests.support.humans import human
+from tests.support.runtime_support import bots_yaml, new_project, running
 from tests.support.waits import eventually
 
 TWO_BOTS = """\

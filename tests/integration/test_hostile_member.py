@@ -18,8 +18,8 @@ from botkit.envelope import chat_message, envelope_to_dict, format_timestamp, ut
 from botkit.serverapi.client import ServerApi
 from botkit.tokens import chat_channel
 from botkit.ulid import new_ulid
-from tests.humans import human
-from tests.runtime_support import bots_yaml, new_project, running
+from tests.support.humans import human
+from tests.support.runtime_support import bots_yaml, new_project, running
 from tests.support.waits import eventually
 
 pytestmark = pytest.mark.server

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from botkit.dev.localserver import LocalCentrifugo
-from tests.humans import human
-from tests.runtime_support import bots_yaml, new_project
+from tests.support.humans import human
+from tests.support.runtime_support import bots_yaml, new_project
 
 ROOT = Path(__file__).resolve().parents[2]
 ECHO = """\

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from botkit.dev.localserver import LocalCentrifugo
-from tests.runtime_support import bots_yaml, new_project
+from tests.support.runtime_support import bots_yaml, new_project
 
 ROOT = Path(__file__).resolve().parents[2]
 WRONG_KEY = "not-the-servers-key-but-long-enough-for-hs256"  # >= 32 bytes: no jwt warning

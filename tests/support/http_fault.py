@@ -11,7 +11,13 @@ request, in arrival order::
         proxy.reset_next(1, after=10)                  # headers and 10 body bytes, then RST
         proxy.answer_next(1, body=b'{"error":{"code":111,"message":"too many requests"}}')
         proxy.rewrite_next(1, lambda body: body.replace(b"a", b"b"))
+        proxy.truncate_next(1)                         # half the body, then the socket closes
+        proxy.stall_next(1)                            # no answer until the client hangs up
+        proxy.inject(Fault(status=500), match=for_method("publish"))  # only a publish request
         url = proxy.proxied("http://127.0.0.1:8000/api/realtime")
+
+A fault with ``match`` waits in the queue for the first request it matches; the requests that
+it does not match pass through untouched (the first matching fault in queue order applies).
 
 Only what the server API client needs: bodies with Content-Length, no chunked requests.
 """
@@ -19,18 +25,20 @@ Only what the server API client needs: bodies with Content-Length, no chunked re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
+import json
 import socket
 import struct
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import httpx
 
-__all__ = ["Fault", "FaultProxy", "ProxiedRequest"]
+__all__ = ["Fault", "FaultProxy", "ProxiedRequest", "for_method"]
 
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length",
                          "host", "te", "trailer", "upgrade", "proxy-connection"})
@@ -42,7 +50,9 @@ class Fault:
     even though the client sees a failure); ``status``/``body`` replace the answer; ``delay``
     holds the answer back; ``drop`` closes the connection without answering; ``reset_after``
     sends the headers (announcing the whole body) and that many body bytes, then resets the
-    connection; ``rewrite`` transforms the upstream body."""
+    connection; ``rewrite`` transforms the upstream body. ``truncate`` sends the head and half
+    the body, then closes; ``stall`` sends nothing until the client hangs up (at most ``stall``
+    seconds). ``match`` picks the requests the fault applies to (all when None)."""
 
     forward: bool = True
     status: int | None = None
@@ -51,6 +61,9 @@ class Fault:
     drop: bool = False
     reset_after: int | None = None
     rewrite: Callable[[bytes], bytes] | None = None
+    truncate: bool = False
+    stall: float = 0.0
+    match: Callable[[ProxiedRequest], bool] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +73,20 @@ class ProxiedRequest:
     headers: dict[str, str]
     body: bytes
     fault: Fault | None = None
+
+    @property
+    def api_method(self) -> str:
+        """The server API method: the last segment of the path ("publish", "batch", ...)."""
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def for_method(*names: str) -> Callable[[ProxiedRequest], bool]:
+    """A ``match`` for requests of the server API methods ``names``."""
+    wanted = frozenset(names)
+    return lambda request: request.api_method in wanted
 
 
 @dataclass(slots=True)
@@ -93,8 +120,24 @@ class FaultProxy:
 
     # -- faults ---------------------------------------------------------------------------
 
-    def inject(self, fault: Fault, count: int = 1) -> None:
+    def inject(self, fault: Fault, count: int = 1, *,
+               match: Callable[[ProxiedRequest], bool] | None = None) -> None:
+        if match is not None:
+            fault = replace(fault, match=match)
         self._faults.extend([fault] * count)
+
+    @property
+    def faults_pending(self) -> int:
+        """Faults injected that no request has met yet."""
+        return len(self._faults)
+
+    def truncate_next(self, count: int, *, forward: bool = True,
+                      match: Callable[[ProxiedRequest], bool] | None = None) -> None:
+        self.inject(Fault(forward=forward, truncate=True), count, match=match)
+
+    def stall_next(self, count: int, *, forward: bool = True, at_most: float = 60.0,
+                   match: Callable[[ProxiedRequest], bool] | None = None) -> None:
+        self.inject(Fault(forward=forward, stall=at_most), count, match=match)
 
     def fail_next(self, count: int, status: int = 503, *, body: bytes = b"",
                   forward: bool = False) -> None:
@@ -110,8 +153,9 @@ class FaultProxy:
     def drop_next(self, count: int, *, forward: bool = False) -> None:
         self.inject(Fault(forward=forward, drop=True), count)
 
-    def reset_next(self, count: int, *, after: int = 0, forward: bool = True) -> None:
-        self.inject(Fault(forward=forward, reset_after=after), count)
+    def reset_next(self, count: int, *, after: int = 0, forward: bool = True,
+                   match: Callable[[ProxiedRequest], bool] | None = None) -> None:
+        self.inject(Fault(forward=forward, reset_after=after), count, match=match)
 
     def rewrite_next(self, count: int, rewrite: Callable[[bytes], bytes]) -> None:
         self.inject(Fault(rewrite=rewrite), count)
@@ -171,13 +215,16 @@ class FaultProxy:
         request = await _read_request(reader)
         if request is None:
             return False
-        fault = self._faults.popleft() if self._faults else None
+        fault = self._take_fault(request)
         self.requests.append(ProxiedRequest(request.method, request.path, request.headers,
                                             request.body, fault))
         answer = await self._forward(request) if fault is None or fault.forward else None
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
+            if fault.stall:
+                await _until_hangup(reader, fault.stall)
+                return False
             if fault.drop:
                 return False
             answer = _apply(fault, answer)
@@ -185,9 +232,19 @@ class FaultProxy:
                 await _write_answer(writer, answer, cut=fault.reset_after)
                 _reset(writer)
                 return False
+            if fault.truncate:
+                await _write_answer(writer, answer, cut=len(answer.body) // 2)
+                return False
         assert answer is not None
         await _write_answer(writer, answer)
         return True
+
+    def _take_fault(self, request: ProxiedRequest) -> Fault | None:
+        for index, fault in enumerate(self._faults):
+            if fault.match is None or fault.match(request):
+                del self._faults[index]
+                return fault
+        return None
 
     async def _forward(self, request: ProxiedRequest) -> _Answer:
         assert self._client is not None
@@ -250,3 +307,11 @@ async def _write_answer(writer: asyncio.StreamWriter, answer: _Answer, *,
     body = answer.body if cut is None else answer.body[:cut]
     writer.write("\r\n".join(lines).encode("latin-1") + body)
     await writer.drain()
+
+
+async def _until_hangup(reader: asyncio.StreamReader, at_most: float) -> None:
+    """Wait until the client closes the connection (or sends anything), at most ``at_most``
+    seconds: a server that never answers, however long the client is willing to wait."""
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        async with asyncio.timeout(at_most):
+            await reader.read(1)

@@ -26,6 +26,12 @@ Semantics of the faults:
   existing connections keep working.
 * ``delay`` adds latency to every chunk (and EOF) forwarded, in both directions, preserving
   order; it is latency, not a throughput limit.
+* ``tap`` (a callable) sees every chunk before it is forwarded, with its connection and its
+  direction; returning an offset ``n`` forwards ``chunk[:n]`` and then cuts every connection,
+  as :meth:`TcpProxy.cut` would, with the rest of the chunk lost. That is how a test cuts at an
+  exact point of a protocol exchange (see ``tests/support/ws_tap.py``) instead of on a timer.
+  Returning ``(n, extra)`` sends ``extra`` bytes after ``chunk[:n]`` (a close frame, say) and
+  cuts a moment later, once the peer has had the time to read them.
 """
 
 from __future__ import annotations
@@ -35,16 +41,34 @@ import contextlib
 import ipaddress
 import socket
 import struct
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["TcpProxy"]
+__all__ = ["Tap", "TcpProxy"]
 
 _HIGH_WATER = 256 * 1024  # stop reading from a side once this much is queued for the other
 _LOW_WATER = 64 * 1024
 _SETTLE_TIMEOUT = 5.0  # bound for cut()/aclose() waiting for connections to be gone
 _URL_SCHEMES = frozenset({"ws", "wss", "http", "https"})
+
+
+_INJECT_GRACE = 0.2  # seconds for a peer to read injected bytes before the cut
+
+
+class _CutMarker:
+    """Queued after the bytes a tap let through: the pump cuts once they are written, after
+    ``grace`` seconds."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+
+
+Tap = Callable[[int, str, bytes], int | tuple[int, bytes] | None]
+"""``tap(connection, direction, chunk)``: ``connection`` numbers the proxied connections from 1
+in accept order, ``direction`` is "up" (client to server) or "down". None forwards the chunk;
+an offset forwards that much of it and cuts; ``(offset, extra)`` also sends ``extra`` first."""
 
 
 def _abort(transport: asyncio.Transport, *, reset: bool) -> None:
@@ -103,6 +127,18 @@ class _Endpoint(asyncio.Protocol):
             _abort(self.transport, reset=reset)
 
 
+async def _flushed(endpoint: _Endpoint, timeout: float = 1.0) -> None:
+    """Wait (bounded) until ``endpoint`` has handed what it was given to the kernel: an abort
+    would discard it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while endpoint.alive and loop.time() < deadline:
+        assert endpoint.transport is not None
+        if not endpoint.transport.get_write_buffer_size():
+            return
+        await asyncio.sleep(0.005)
+
+
 class _Direction:
     """Bytes queued from one endpoint to the other, with their due time (for ``delay``)."""
 
@@ -110,7 +146,7 @@ class _Direction:
         self.name = name  # "up" (client -> server) or "down"
         self.source = source
         self.dest = dest
-        self.queue: asyncio.Queue[tuple[float, bytes | None]] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[float, bytes | _CutMarker | None]] = asyncio.Queue()
         self.pending = 0
         self.paused = False
 
@@ -126,6 +162,8 @@ class _Connection:
         self.up = _Direction("up", self.client, self.upstream)
         self.down = _Direction("down", self.upstream, self.client)
         self.task: asyncio.Task[None] | None = None
+        self.number = 0  # set on accept: 1, 2, ... as the proxy accepted them
+        self.tapped_cut = False  # a tap asked for a cut: nothing more is forwarded
         self.stale = False  # one side went away while blackholed
         self._aborted = False
         self._finishing = False  # both directions ended with EOF: a graceful close
@@ -144,11 +182,26 @@ class _Connection:
 
     def received(self, endpoint: _Endpoint, data: bytes | None) -> None:
         proxy = self._proxy
+        if self.tapped_cut:
+            return  # the rest of a chunk a tap cut at, and anything after it
         if data is not None and proxy._blackholed:
             proxy.bytes_dropped += len(data)
             return
         direction = self.up if endpoint is self.client else self.down
-        direction.queue.put_nowait((self._loop.time() + proxy._delay, data))
+        due = self._loop.time() + proxy._delay
+        if data is not None and proxy.tap is not None:
+            verdict = proxy._run_tap(self.number, direction.name, data)
+            if verdict is not None:
+                cut_at, extra = verdict
+                self.tapped_cut = True
+                for part in (data[:cut_at], extra):
+                    if part:
+                        direction.queue.put_nowait((due, part))
+                        direction.pending += len(part)
+                grace = _INJECT_GRACE if extra else 0.0
+                direction.queue.put_nowait((due, _CutMarker(grace)))
+                return
+        direction.queue.put_nowait((due, data))
         if data is not None:
             direction.pending += len(data)
             if direction.pending > _HIGH_WATER and not direction.paused:
@@ -216,6 +269,15 @@ class _Connection:
         proxy = self._proxy
         while True:
             due, data = await direction.queue.get()
+            if isinstance(data, _CutMarker):
+                wait = due - self._loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                await _flushed(direction.dest)
+                if data.grace:
+                    await asyncio.sleep(data.grace)
+                proxy._cut_now()
+                return
             if data is not None:
                 direction.pending -= len(data)
                 if direction.paused and direction.pending <= _LOW_WATER:
@@ -292,6 +354,7 @@ class TcpProxy:
         self.bytes_up = 0
         self.bytes_down = 0
         self.bytes_dropped = 0
+        self.tap: Tap | None = None
         self._delay = 0.0
         self._blackholed = False
         self._refusing = False
@@ -299,6 +362,7 @@ class TcpProxy:
         self._port: int | None = None
         self._closed = False
         self._conns: set[_Connection] = set()
+        self._accepted_ok = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._errors: list[BaseException] = []
 
@@ -407,6 +471,30 @@ class TcpProxy:
         self._own(task)
         return task
 
+    def _cut_now(self) -> None:
+        """A cut from inside the proxy (a tap's): abort every connection without waiting."""
+        conns = list(self._conns)
+        for conn in conns:
+            conn.abort(reset=False)
+        self.cuts += 1
+        self.connections_cut += len(conns)
+
+    def _run_tap(self, number: int, direction: str, data: bytes) -> tuple[int, bytes] | None:
+        assert self.tap is not None
+        try:
+            verdict = self.tap(number, direction, data)
+        except Exception as exc:  # a bug in the test's tap: reported by aclose(), not lost
+            self._errors.append(exc)
+            return None
+        if verdict is None:
+            return None
+        cut_at, extra = verdict if isinstance(verdict, tuple) else (verdict, b"")
+        if not 0 <= cut_at <= len(data):
+            self._errors.append(ValueError(f"tap offset {cut_at} outside a {len(data)}-byte "
+                                           "chunk"))
+            return None
+        return cut_at, extra
+
     def blackhole(self, on: bool = True) -> None:
         """Silently drop every byte in both directions (connections stay open), or stop it.
 
@@ -443,6 +531,8 @@ class TcpProxy:
             conn.abort(reset=True)
             return
         self._conns.add(conn)
+        self._accepted_ok += 1
+        conn.number = self._accepted_ok
         conn.task = asyncio.get_running_loop().create_task(conn.run())
         conn.task.add_done_callback(lambda _: self._conns.discard(conn))
         self._own(conn.task)

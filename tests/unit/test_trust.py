@@ -140,7 +140,7 @@ async def test_refusals_are_logged_once_per_reason_not_once_per_envelope(
             await h.publish({"no": "envelope"}, raw=True, as_user="mallory")
         assert (h.stats.untrusted, h.stats.spoofed, h.stats.invalid) == (50, 50, 50)
     lines = [record.getMessage() for record in caplog.records
-             if record.name == "botkit.runtime.supervisor"]
+             if record.name == "botkit.runtime"]
     assert len(lines) == 3, lines
     untrusted, spoofed, invalid = lines
     assert "user 'mallory' published a 'match.ended' from their own connection" in untrusted

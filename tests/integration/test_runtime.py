@@ -8,10 +8,10 @@ import pytest
 
 from botkit.dev.localserver import LocalCentrifugo
 from botkit.realtime import ConnectionState
-from tests.humans import human
 from tests.plugins import flaky
-from tests.runtime_support import bots_yaml, new_project, running
 from tests.support.cuts import cut_when_connected
+from tests.support.humans import human
+from tests.support.runtime_support import bots_yaml, new_project, running
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.server

@@ -27,7 +27,7 @@ from botkit.serverapi.client import ServerApi
 from tests.support.node import JS_DIR, NodeScript, ensure_node_modules
 from tests.support.tcp_proxy import TcpProxy
 
-CHAT_JS = Path(__file__).resolve().parent.parent / "botkit" / "dev" / "hub" / "static" / "chat.js"
+CHAT_JS = Path(__file__).resolve().parents[2] / "botkit" / "dev" / "hub" / "static" / "chat.js"
 DRIVER = JS_DIR / "chat_page.mjs"
 PROJECT = "proj_page"
 

@@ -14,8 +14,8 @@ from botkit.dev.localserver import LocalCentrifugo
 from botkit.envelope import format_timestamp
 from botkit.tokens import chat_channel
 from botkit.ulid import new_ulid
-from tests.humans import Human, human
-from tests.runtime_support import bots_yaml, new_project, running
+from tests.support.humans import Human, human
+from tests.support.runtime_support import bots_yaml, new_project, running
 
 pytestmark = pytest.mark.server
 

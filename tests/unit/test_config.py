@@ -37,7 +37,7 @@ from botkit.config import (
 from botkit.errors import ConfigError
 from botkit.tokens import DEFAULT_TOKEN_TTL
 
-DATA = Path(__file__).parent / "data" / "config"
+DATA = Path(__file__).resolve().parents[1] / "data" / "config"
 SECRET = "s3cr3t-Value-123"
 ENV = {"XSHATHRA_SERVER_API_KEY": SECRET}
 PROJECT = "proj_1"

@@ -12,8 +12,8 @@ import pytest
 from botkit.dev.localserver import LocalCentrifugo
 from botkit.runtime.core import BotStats
 from botkit.testing import BotHarness
-from tests.humans import human
-from tests.runtime_support import bots_yaml, new_project, running
+from tests.support.humans import human
+from tests.support.runtime_support import bots_yaml, new_project, running
 
 pytestmark = pytest.mark.server
 

@@ -16,9 +16,9 @@ from botkit.errors import ConfigError
 from botkit.runtime.supervisor import load_bots
 from botkit.tokens import chat_channel
 from botkit.ulid import new_ulid
-from tests.humans import Human, human
 from tests.plugins import features, greeter, lifecycle
-from tests.runtime_support import bots_yaml, new_project, running
+from tests.support.humans import Human, human
+from tests.support.runtime_support import bots_yaml, new_project, running
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.server

@@ -25,9 +25,9 @@ from botkit.dev.localserver import LocalCentrifugo
 from botkit.envelope import chat_message, envelope_to_dict, utc_now
 from botkit.tokens import chat_channel
 from botkit.ulid import new_ulid
-from tests.humans import human
-from tests.runtime_support import bots_yaml, new_project, running
 from tests.support.botkit_run import BotkitRun, Replies, botkit_run, with_top_level
+from tests.support.humans import human
+from tests.support.runtime_support import bots_yaml, new_project, running
 
 REPLAYS = """\
 - name: replays

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from botkit.dev.localserver import LocalCentrifugo
-from tests.humans import human
-from tests.runtime_support import bots_yaml, new_project
 from tests.support.botkit_run import ROOT, Replies, botkit_run
+from tests.support.humans import human
+from tests.support.runtime_support import bots_yaml, new_project
 
 ECHO = """\
 - name: replays

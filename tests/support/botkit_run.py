@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from tests.humans import Human
+from tests.support.humans import Human
 
 __all__ = ["ROOT", "BotkitRun", "Replies", "botkit_run", "with_top_level"]
 

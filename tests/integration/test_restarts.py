@@ -141,10 +141,16 @@ async def test_sigkill_during_a_stream_of_300_commands_loses_none_and_repeats_no
     sent: list[str] = []
     async with human(server, project, "lobby", "user_ivy") as ivy:
         replies = Replies(ivy, "bot_replays")
-        first = BotkitRun(config, server.api_key)
-        await first.start()
+        # A bot that has run before: its position is stored (a clean stop writes it).
+        async with botkit_run(config, server.api_key) as earlier:
+            await earlier.serving("replays")
+            sent.append(await ivy.say("/echo warm"))
+            await replies.count(1)
+            assert await earlier.stop(signal.SIGTERM) == 0, earlier.log()
+        killed = BotkitRun(config, server.api_key)
+        await killed.start()
         try:
-            await first.serving("replays")
+            await killed.serving("replays")
 
             async def stream() -> None:
                 for word in expected:
@@ -153,22 +159,50 @@ async def test_sigkill_during_a_stream_of_300_commands_loses_none_and_repeats_no
 
             async with asyncio.TaskGroup() as group:
                 streaming = group.create_task(stream())
-                await replies.count(100, timeout=30)
-                assert await first.stop(signal.SIGKILL) == -signal.SIGKILL
-                answered_before_kill = len(replies.seen)
+                await replies.count(1 + 100, timeout=30)
+                assert await killed.stop(signal.SIGKILL) == -signal.SIGKILL
+                answered_before_kill = len(replies.seen) - 1
                 await streaming
         finally:
-            await first.close()
+            await killed.close()
         assert answered_before_kill < 300
-        async with botkit_run(config, server.api_key) as second:
+        async with botkit_run(config, server.api_key) as again:
             await replies.until(has_all(expected), "all 300 commands answered", timeout=45)
             await replies.settle(1.5)  # a replayed answer would come now
-            assert await second.stop(signal.SIGTERM) == 0, second.log()
+            assert await again.stop(signal.SIGTERM) == 0, again.log()
     texts = replies.texts()
     repeated = sorted({text for text in texts if texts.count(text) > 1})
     assert repeated == [], f"answered twice: {repeated}"
-    assert texts == expected
+    assert texts == ["warm", *expected]
     assert [reply.get("replyTo") for reply in replies.seen] == sent
+
+
+@pytest.mark.server
+async def test_a_crash_before_the_first_write_of_positions_loses_nothing(
+        centrifugo: LocalCentrifugo, tmp_path: Path) -> None:
+    # A bot's first run, killed right after its first answer: before the first periodic
+    # write of its positions, if the runtime writes them only once a second. What is sent
+    # while it is down must still be answered at the next start (the crash may replay the
+    # unflushed second, never lose what came after it).
+    project = new_project()
+    config = write_config(tmp_path, centrifugo, REPLAYS, project=project)
+    async with human(centrifugo, project, "lobby", "user_ivy") as ivy:
+        replies = Replies(ivy, "bot_replays")
+        first = BotkitRun(config, centrifugo.api_key)
+        await first.start()
+        try:
+            await first.serving("replays")
+            await ivy.say("/echo first")
+            await replies.count(1)
+            assert await first.stop(signal.SIGKILL) == -signal.SIGKILL
+        finally:
+            await first.close()
+        await ivy.say("/echo down")
+        async with botkit_run(config, centrifugo.api_key) as second:
+            await replies.until(has_all(["down"]), "the command sent while it was down")
+            await replies.settle(1.0)  # "first" replayed would be dropped by the server
+            assert await second.stop(signal.SIGTERM) == 0, second.log()
+    assert replies.texts() == ["first", "down"]
 
 
 # -- the age policy ----------------------------------------------------------------------------

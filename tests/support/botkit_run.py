@@ -131,6 +131,10 @@ async def botkit_run(config: Path, key: str, *, grace: str = "2s",
     await run.start()
     try:
         yield run
+    except AssertionError as failed:
+        await run.close()
+        failed.add_note(f"--- botkit run (exit {run.returncode}) ---\n{run.log()}")
+        raise
     finally:
         await run.close()
 

@@ -78,10 +78,6 @@ async def api_publish(server: LocalCentrifugo, project: str, room: str,
     assert "error" not in answer.json(), answer.text
 
 
-def words(replies: Replies) -> list[str]:
-    return [text.split(" ", 1)[0] for text in replies.texts()]
-
-
 def probes(replies: Replies) -> list[tuple[str, bool, str]]:
     """(word, ctx.replayed, ctx.age) of each /probe answer."""
     out = []

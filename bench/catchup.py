@@ -1,6 +1,7 @@
 """S10: catch-up after a restart (issue 11). One bot with a state file stores its position in a
 room and stops; 10,000 envelopes are published into the room while it is down; it starts again
-on the same state file and handles them from the room's history.
+on the same state file and handles them from the room's history. The worker is
+:func:`botkit_catchup`; the scenario (:func:`s10`, run by ``python -m bench``) is at the end.
 
 The rate is counted by the handler, as in S1: from the first waiting envelope it sees to the
 last (``count - 1`` intervals), so starting and subscribing are not part of it; the time from
@@ -15,9 +16,12 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.common import channel, cpu_seconds, envelope, now
+from bench.common import PROJECT, channel, cpu_seconds, envelope, now
+
+if TYPE_CHECKING:
+    from bench.run import Bench, Row
 
 SEED = 0  # the envelope handled before the stop: it gives the bot a position to resume from
 BURST = 500
@@ -159,3 +163,65 @@ async def botkit_catchup(ws_url: str, api_url: str, api_key: str, project: str, 
                         if current.done.is_set() else float("nan")),
         skipped_old=getattr(stats, "skipped_old", None), gaps=stats.gaps)
     return out
+
+
+# -- the scenario (in the orchestrator) ---------------------------------------------------------
+
+S10_WAITING = 10_000
+S10_TARGET = 0.8
+
+
+def s10(bench: Bench) -> tuple[list[Row], Any]:
+    """10,000 envelopes wait in a room's history while the bot is down: how fast it handles
+    them once started again, next to the live firehose rate of S1 measured in the same run
+    (botkit's S1 worker on the replay server, alternating with the catch-up trials)."""
+    from bench.run import BenchError, alternate, run_worker
+    from bench.scenarios import _cpus, _row, _values
+    from botkit.dev.localserver import LocalCentrifugo, ServerSettings, free_port
+
+    count = S10_WAITING
+    live_count = 20_000 if bench.quick else 100_000
+    timeout = 20.0 if bench.quick else 60.0
+    # The history holds every waiting envelope (and the one before the stop), and keeps them
+    # for the whole run. Recovery and history calls stay at Centrifugo's defaults (300
+    # publications each): the runtime pages, as it must against a default server.
+    server = LocalCentrifugo(ServerSettings(port=free_port(), log_level="error",
+                                            history_size=count + 1000, history_ttl="1800s"))
+    bench._start_pinned(server.start)
+    try:
+        with bench.replay(live_count) as (replay_ws, replay_api):
+            def trial(side: str, rep: int) -> dict[str, Any]:
+                if side == "live":
+                    return run_worker("firehose:botkit_firehose", {
+                        "url": replay_ws, "api_url": replay_api, "count": live_count,
+                        "timeout": 60.0}, cpus=_cpus(bench), timeout=90)
+                return run_worker("catchup:botkit_catchup", {
+                    "ws_url": server.ws_url, "api_url": server.api_url,
+                    "api_key": server.api_key, "project": f"{PROJECT}cu{rep}",
+                    "room": "room_bench", "count": count, "timeout": timeout},
+                    cpus=_cpus(bench), timeout=timeout + 90)
+
+            results = alternate(bench.reps, ["catchup", "live"], trial)
+    finally:
+        server.close()
+    live = _values(results["live"], "rate")
+    for result in results["catchup"]:
+        if not result.get("completed"):
+            raise BenchError(
+                f"the bot did not catch up: {result.get('handled')} of {count} waiting "
+                f"envelopes handled ({result.get('why')}); live firehose (S1) "
+                f"{_values(results['live'], 'rate')} msg/s")
+        if result.get("out_of_order"):
+            raise BenchError(f"catch-up handled {result['out_of_order']} envelope(s) out of "
+                             "order")
+    note = (f"{count} envelopes waiting at start; S1 live: {live_count} from the replay "
+            f"server; skipped_old {[r.get('skipped_old') for r in results['catchup']]}")
+    rows = [
+        _row("S10", "catch-up rate", "msg/s", True, "S1 live firehose (botkit)", S10_TARGET,
+             _values(results["catchup"], "rate"), live, note),
+        _row("S10", "start -> last waiting envelope handled", "s", False, "-", None,
+             _values(results["catchup"], "start_to_done"), []),
+        _row("S10", "start -> first waiting envelope handled", "s", False, "-", None,
+             _values(results["catchup"], "start_to_first"), []),
+    ]
+    return rows, results

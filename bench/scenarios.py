@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from bench import catchup
 from bench.common import PROJECT
 
 if TYPE_CHECKING:
@@ -346,68 +347,7 @@ def s9(bench: Bench) -> tuple[list[Row], Any]:
     return rows, results
 
 
-# -- S10 ---------------------------------------------------------------------------------------
-
-S10_WAITING = 10_000
-S10_TARGET = 0.8
-
-
-def s10(bench: Bench) -> tuple[list[Row], Any]:
-    """10,000 envelopes wait in a room's history while the bot is down: how fast it handles
-    them once started again, next to the live firehose rate of S1 measured in the same run
-    (botkit's S1 worker on the replay server, alternating with the catch-up trials)."""
-    from bench.run import BenchError, alternate, run_worker
-    from botkit.dev.localserver import LocalCentrifugo, ServerSettings, free_port
-
-    count = S10_WAITING
-    live_count = 20_000 if bench.quick else 100_000
-    timeout = 20.0 if bench.quick else 60.0
-    # The history holds every waiting envelope (and the one before the stop), and keeps them
-    # for the whole run. Recovery and history calls stay at Centrifugo's defaults (300
-    # publications each): the runtime pages, as it must against a default server.
-    server = LocalCentrifugo(ServerSettings(port=free_port(), log_level="error",
-                                            history_size=count + 1000, history_ttl="1800s"))
-    bench._start_pinned(server.start)
-    try:
-        with bench.replay(live_count) as (replay_ws, replay_api):
-            def trial(side: str, rep: int) -> dict[str, Any]:
-                if side == "live":
-                    return run_worker("firehose:botkit_firehose", {
-                        "url": replay_ws, "api_url": replay_api, "count": live_count,
-                        "timeout": 60.0}, cpus=_cpus(bench), timeout=90)
-                return run_worker("catchup:botkit_catchup", {
-                    "ws_url": server.ws_url, "api_url": server.api_url,
-                    "api_key": server.api_key, "project": f"{PROJECT}cu{rep}",
-                    "room": "room_bench", "count": count, "timeout": timeout},
-                    cpus=_cpus(bench), timeout=timeout + 90)
-
-            results = alternate(bench.reps, ["catchup", "live"], trial)
-    finally:
-        server.close()
-    live = _values(results["live"], "rate")
-    for result in results["catchup"]:
-        if not result.get("completed"):
-            raise BenchError(
-                f"the bot did not catch up: {result.get('handled')} of {count} waiting "
-                f"envelopes handled ({result.get('why')}); live firehose (S1) "
-                f"{_values(results['live'], 'rate')} msg/s")
-        if result.get("out_of_order"):
-            raise BenchError(f"catch-up handled {result['out_of_order']} envelope(s) out of "
-                             "order")
-    note = (f"{count} envelopes waiting at start; S1 live: {live_count} from the replay "
-            f"server; skipped_old {[r.get('skipped_old') for r in results['catchup']]}")
-    rows = [
-        _row("S10", "catch-up rate", "msg/s", True, "S1 live firehose (botkit)", S10_TARGET,
-             _values(results["catchup"], "rate"), live, note),
-        _row("S10", "start -> last waiting envelope handled", "s", False, "-", None,
-             _values(results["catchup"], "start_to_done"), []),
-        _row("S10", "start -> first waiting envelope handled", "s", False, "-", None,
-             _values(results["catchup"], "start_to_first"), []),
-    ]
-    return rows, results
-
-
 ALL: list[tuple[str, Callable[[Bench], tuple[list[Row], Any]]]] = [
     ("S1", s1), ("S2", s2), ("S3a", s3a), ("S3b", s3b), ("S4", s4s5), ("S6", s6), ("S7", s7),
-    ("S8", s8), ("S9", s9), ("S10", s10),
+    ("S8", s8), ("S9", s9), ("S10", catchup.s10),
 ]

@@ -84,8 +84,10 @@ class BotkitRun:
             async with asyncio.timeout(timeout):
                 while self.count(needle) < count:
                     if self._reader is not None and self._reader.done():
+                        assert self.process is not None
+                        code = await self.process.wait()  # its output ended: it has exited
                         raise AssertionError(f"botkit run ended before {needle!r} "
-                                             f"(exit {self.returncode}):\n{self.log()}")
+                                             f"(exit {code}):\n{self.log()}")
                     self._changed.clear()
                     await self._changed.wait()
         except TimeoutError:
@@ -133,7 +135,8 @@ async def botkit_run(config: Path, key: str, *, grace: str = "2s",
         yield run
     except AssertionError as failed:
         await run.close()
-        failed.add_note(f"--- botkit run (exit {run.returncode}) ---\n{run.log()}")
+        if run.log() not in str(failed):
+            failed.add_note(f"--- botkit run (exit {run.returncode}) ---\n{run.log()}")
         raise
     finally:
         await run.close()

@@ -25,7 +25,7 @@ from botkit.runtime.positions import Positions
 
 __all__ = ["HISTORY_PAGE", "RoomCatchUp"]
 
-log = logging.getLogger("botkit.runtime.supervisor")
+log = logging.getLogger("botkit.runtime")
 
 HISTORY_PAGE = 1000
 """Publications asked for per history call while catching up."""

@@ -26,7 +26,7 @@ from botkit.runtime.positions import RoomCursor
 
 __all__ = ["RoomFlow"]
 
-log = logging.getLogger("botkit.runtime.supervisor")
+log = logging.getLogger("botkit.runtime")
 
 
 class RoomFlow:

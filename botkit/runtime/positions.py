@@ -32,7 +32,7 @@ from botkit.state.store import StateStore
 
 __all__ = ["FLUSH_INTERVAL", "NAMESPACE", "Positions", "RoomCursor", "Stored"]
 
-log = logging.getLogger("botkit.runtime.supervisor")
+log = logging.getLogger("botkit.runtime")
 
 NAMESPACE = "botkit.positions"
 FLUSH_INTERVAL = 1.0
@@ -110,6 +110,13 @@ class Positions:
             writer.cancel()
             await asyncio.wait([writer])
         await self.flush()
+
+    async def store_first(self, room: str) -> None:
+        """Write at once when ``room`` has never been stored: a crash within the first second
+        would otherwise leave no position, and the next run would start from the live stream,
+        losing what was sent while it was down."""
+        if room not in self._saved:
+            await self.flush()
 
     def _key(self, room: str) -> str:
         return f"{self._bot}:{room}"[:256]

@@ -274,6 +274,7 @@ class BotRunner:
             positions.touch()
             if isinstance(item, SubscriptionStarted):
                 catch_up.started(item.position, item.recovering)
+                await positions.store_first(room)
             elif isinstance(item, StreamGap):
                 await catch_up.gap(item.lost_from, item.resumed_at)
             elif isinstance(item, Joined):

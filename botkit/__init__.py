@@ -33,6 +33,7 @@ from botkit.errors import (
     TerminalDisconnectError,
     TokenError,
 )
+from botkit.gap import Gap
 
 __version__ = "0.1.0"
 
@@ -50,6 +51,7 @@ __all__ = [
     "Context",
     "Envelope",
     "EnvelopeError",
+    "Gap",
     "InvalidChannelError",
     "LocalServerError",
     "PluginError",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -151,6 +152,7 @@ class Bot:
     routes: list[Route] = field(default_factory=list, init=False)
     start_hooks: list[Callable[..., Any]] = field(default_factory=list, init=False)
     stop_hooks: list[Callable[..., Any]] = field(default_factory=list, init=False)
+    gap_hooks: list[Callable[..., Any]] = field(default_factory=list, init=False)
     middlewares: list[Middleware] = field(default_factory=list, init=False)
     schedules: list[ScheduleSpec] = field(default_factory=list, init=False)
     _commands: dict[str, Route] = field(default_factory=dict, init=False)
@@ -274,6 +276,18 @@ class Bot:
         """Run ``fn(ctx)`` while the bot shuts down, before its connection closes."""
         read_signature(fn, command=False, what=f"bot {self.name}: on_stop hook")
         self.stop_hooks.append(fn)
+        return fn
+
+    def on_gap(self, fn: _F) -> _F:
+        """Run ``fn(ctx, gap)`` when envelopes of a room may have been lost for good (see
+        :class:`botkit.Gap`): ``ctx.room`` is the room; the bot then carries on live."""
+        try:
+            inspect.signature(fn).bind(None, None)
+        except (TypeError, ValueError) as exc:
+            raise PluginError(f"bot {self.name}: on_gap hook "
+                              f"{getattr(fn, '__qualname__', fn)!r} must take (ctx, gap): "
+                              f"{exc}") from None
+        self.gap_hooks.append(fn)
         return fn
 
     def middleware(self, fn: Middleware) -> Middleware:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from botkit.envelope import (
@@ -108,13 +108,17 @@ class Context:
     ``cause`` names what is being handled, for idempotency keys: the envelope's id, or a job
     fire (job id and scheduled time)."""
 
-    __slots__ = ("_cause", "_log", "_position", "event", "room", "services")
+    __slots__ = ("_cause", "_log", "_position", "event", "replayed", "room", "services")
 
     def __init__(self, services: BotServices, event: Envelope | None = None,
-                 room: str | None = None, *, cause: str | None = None) -> None:
+                 room: str | None = None, *, cause: str | None = None,
+                 replayed: bool = False) -> None:
         self.services = services
         self.event = event
         self.room = room
+        self.replayed = replayed
+        """True for an envelope published before the bot (re)subscribed its room: replayed
+        after a restart or a reconnect, from the server's recovery or the room's history."""
         self._cause = cause if cause is not None else (event.id if event is not None else None)
         self._position = 0
         self._log: logging.LoggerAdapter[logging.Logger] | None = None
@@ -154,6 +158,16 @@ class Context:
     @property
     def text(self) -> str | None:
         return self.event.text if isinstance(self.event, ChatMessage) else None
+
+    @property
+    def age(self) -> timedelta:
+        """How long ago the envelope was sent (now minus its ``sentAt``, never negative); zero
+        outside an envelope's handling. Replayed envelopes older than the bot's
+        ``catch_up.max_age`` are never handled."""
+        event = self.event
+        if event is None:
+            return timedelta(0)
+        return max(self.services.clock() - event.sent_at, timedelta(0))
 
     def now(self) -> datetime:
         """The current time in UTC. Prefer it to ``datetime.now()``: in tests it is the

@@ -26,7 +26,9 @@ chained with ``from`` so the original cause stays visible::
     ├── EnvelopeError               an envelope is invalid (not JSON, wrong fields, too long)
     ├── StateError                  the state store failed (bad key or value, unusable file)
     │   ├── StateTimeoutError       the state file stayed locked or silent past the timeout
-    │   └── StateInUseError         another process runs on the state file (names its pid)
+    │   ├── StateInUseError         another process runs on the state file (names its pid)
+    │   └── StateFileError          the state file can't be opened or written (corrupt,
+    │                               read-only): a setup problem, found at start
     └── LocalServerError            the local development server can't be built or started
 """
 
@@ -52,6 +54,7 @@ __all__ = [
     "RealtimeTimeoutError",
     "ReplyError",
     "StateError",
+    "StateFileError",
     "StateInUseError",
     "StateTimeoutError",
     "SubscriptionError",
@@ -214,6 +217,12 @@ class StateInUseError(StateError):
         holder = f"pid {pid}" if pid is not None else "pid unknown"
         super().__init__(f"state file {path} is in use by another botkit process ({holder}); "
                          "stop it, or give this process its own state.path")
+
+
+class StateFileError(StateError):
+    """The state file can't be opened or written: not a database (corrupt), read-only, or in
+    a folder that can't be written. Found when the store opens, before any bot starts; the
+    message names the file and the cause."""
 
 
 class LocalServerError(BotkitError):

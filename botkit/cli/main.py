@@ -1,4 +1,5 @@
-"""The ``botkit`` command: ``run``, ``dev``, ``check``, ``token`` and ``server``.
+"""The ``botkit`` command: ``run``, ``dev``, ``check``, ``token``, ``server``, ``schema`` and
+``new``.
 
 Exit codes: 0 after a clean run or stop, 1 when the runtime ends on a terminal error (for example
 the server banned a bot), 2 when the configuration or a plugin is wrong (the server refusing the
@@ -17,13 +18,16 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from botkit.cli import extras, reload, scaffold
 from botkit.cli.logs import configure_logging
+from botkit.cli.schema import print_schema
 from botkit.config import BotsConfig, Bounds, OpsConfig, load_config
 from botkit.errors import (
     ApiAuthError,
     BotkitError,
     ConfigError,
     PluginError,
+    StateFileError,
     StateInUseError,
     TerminalDisconnectError,
 )
@@ -37,7 +41,7 @@ __all__ = ["main", "run_main"]
 log = logging.getLogger("botkit.cli")
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 # What the operator must fix before starting (exit 2, one line); not a failure of the run.
-_SETUP_ERRORS = (ConfigError, PluginError, StateInUseError)
+_SETUP_ERRORS = (ConfigError, PluginError, StateFileError, StateInUseError)
 # A test client's token may be short-lived (to see a refresh), never longer than bots.yaml
 # allows; a shutdown may wait for in-flight work, not forever.
 TOKEN_TTL = Bounds(1.0, 24 * 3600.0)
@@ -57,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--grace", default="10s",
                      help="how long a shutdown may take to finish in-flight work, at most 1h "
                           "(default 10s)")
+    run.add_argument("--reload", action="store_true",
+                     help="restart the bots when a .py file or bots.yaml changes (needs "
+                          "botkit[hub])")
     _ops_arguments(run)
 
     dev = commands.add_parser(
@@ -71,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--grace", default="10s",
                      help="how long a shutdown may take to finish in-flight work, at most 1h "
                           "(default 10s)")
+    dev.add_argument("--reload", action="store_true",
+                     help="restart the hub and the bots when a .py file or bots.yaml changes")
     _ops_arguments(dev)
 
     check = commands.add_parser("check", help="validate bots.yaml and import the plugins")
@@ -87,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     server = commands.add_parser(
         "server", help="run a local Xshathra Realtime (Centrifugo, built once with Go)")
     server.add_argument("--port", type=int, default=3001)
+
+    commands.add_parser("schema", help="print the JSON Schema of bots.yaml (for editors)")
+
+    new = commands.add_parser("new", help="write bots/NAME.py and tests/bots/test_NAME.py")
+    new.add_argument("name", help="the bot's name, a Python identifier, e.g. dice_roller")
+    new.add_argument("--dir", default=".", help="the project folder (default: this one)")
     return parser
 
 
@@ -225,6 +240,8 @@ async def _until_signal(run: Callable[[], Awaitable[None]], stop: Callable[[], N
 
 def _cmd_run(args: argparse.Namespace) -> int:
     grace = _duration(args.grace, "--grace", GRACE)
+    if args.reload:
+        return _reloading(args, grace)
     configure_logging(fmt=args.log_format, level=args.log_level)
     config = _load(args.config)
     loaded = load_bots(config, search_path=Path(args.config).resolve().parent)
@@ -249,9 +266,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
+    extras.require("botkit dev", ("starlette", "uvicorn"))
     from botkit.dev.command import DevServer, dev_environment  # uvicorn and Starlette only for dev
 
     grace = _duration(args.grace, "--grace", GRACE)
+    if args.reload:
+        return _reloading(args, grace)
     configure_logging(fmt=args.log_format, level=args.log_level)
     environ, made_up = dev_environment(os.environ)
     config = load_config(args.config, environ=environ)
@@ -282,6 +302,25 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _reloading(args: argparse.Namespace, grace: float) -> int:
+    extras.require("--reload", ("watchfiles",))
+    return asyncio.run(reload.supervise(args.command, reload.child_argv(args.argv),
+                                        config=Path(args.config), grace=grace))
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    return print_schema()
+
+
+def _cmd_new(args: argparse.Namespace) -> int:
+    written = scaffold.new_bot(args.name, Path(args.dir))
+    for path in written:
+        print(f"wrote {path}")
+    print(f"\nAdd it to bots.yaml, under bots:\n\n{scaffold.bots_yaml_entry(args.name)}\n"
+          f"Then: botkit check, and python -m pytest tests/bots/test_{args.name}.py")
+    return EXIT_OK
+
+
 def _cmd_server(args: argparse.Namespace) -> int:
     from botkit.dev.localserver import LocalCentrifugo, ServerSettings
 
@@ -305,9 +344,11 @@ def _cmd_server(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    args.argv = argv  # --reload runs the same command line again, without --reload
     handlers = {"run": _cmd_run, "dev": _cmd_dev, "check": _cmd_check, "token": _cmd_token,
-                "server": _cmd_server}
+                "server": _cmd_server, "schema": _cmd_schema, "new": _cmd_new}
     try:
         return handlers[args.command](args)
     except _SETUP_ERRORS as exc:

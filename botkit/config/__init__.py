@@ -13,6 +13,7 @@ files) -> ``_models`` (pydantic) -> ``_errors`` (pydantic errors -> located Conf
 
 from __future__ import annotations
 
+from botkit.config._catch_up import CatchUpConfig, resolve_catch_up
 from botkit.config._dev import DevConfig, RateLimitConfig
 from botkit.config._durations import Bounds, parse_duration
 from botkit.config._loader import load_config, parse_config, validate_settings
@@ -40,6 +41,7 @@ __all__ = [
     "BotConfig",
     "BotsConfig",
     "Bounds",
+    "CatchUpConfig",
     "DevConfig",
     "LimitsConfig",
     "OpsConfig",
@@ -52,5 +54,6 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_duration",
+    "resolve_catch_up",
     "validate_settings",
 ]

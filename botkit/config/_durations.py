@@ -13,18 +13,21 @@ import re
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 from botkit.config._errors import describe
 
 __all__ = [
+    "DURATION_JSON_SCHEMA",
     "EVERY",
     "HANDLER_TIMEOUT",
+    "MAX_AGE",
     "RATE_LIMIT_WINDOW",
     "TOKEN_TTL",
     "Bounds",
     "Every",
     "HandlerTimeout",
+    "MaxAge",
     "RateLimitWindow",
     "TokenTtl",
     "format_duration",
@@ -102,6 +105,22 @@ HANDLER_TIMEOUT = Bounds(0.01, 3600.0, "a handler holds its room's lane while it
 EVERY = Bounds(1.0, 365 * 24 * 3600.0, "each interval posts a message; use cron: for "
                                        "calendar times")
 RATE_LIMIT_WINDOW = Bounds(0.1, 24 * 3600.0)
+MAX_AGE = Bounds(1.0, 7 * 24 * 3600.0, "older envelopes are skipped at catch-up; a server "
+                                       "rarely keeps history longer")
+
+
+# What `botkit schema` says a duration is: a number of seconds, a duration string, or a ${VAR}
+# reference (expanded before validation, so its value is checked only then). The bounds stay
+# out of the schema: they are the loader's job, and its message names them.
+_ENV_REFERENCE = r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}"
+DURATION_JSON_SCHEMA: dict[str, object] = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0},
+        {"type": "string",
+         "pattern": (r"^\s*(?:(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ms|s|m|h))+|\d+(?:\.\d*)?|\.\d+)\s*$"
+                     f"|{_ENV_REFERENCE}")},
+    ],
+}
 
 
 def _bounded(bounds: Bounds) -> AfterValidator:
@@ -109,8 +128,10 @@ def _bounded(bounds: Bounds) -> AfterValidator:
 
 
 # Zero keeps pydantic's own "must be greater than 0"; anything else outside gets the bounds.
-_Parsed = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+_Parsed = Annotated[float, BeforeValidator(parse_duration), Field(gt=0),
+                    WithJsonSchema(DURATION_JSON_SCHEMA)]
 TokenTtl = Annotated[_Parsed, _bounded(TOKEN_TTL)]
 HandlerTimeout = Annotated[_Parsed, _bounded(HANDLER_TIMEOUT)]
 Every = Annotated[_Parsed, _bounded(EVERY)]
 RateLimitWindow = Annotated[_Parsed, _bounded(RATE_LIMIT_WINDOW)]
+MaxAge = Annotated[_Parsed, _bounded(MAX_AGE)]

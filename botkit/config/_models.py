@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from botkit.config._catch_up import CatchUpConfig
 from botkit.config._dev import DevConfig
 from botkit.config._durations import HandlerTimeout, TokenTtl, parse_duration
 from botkit.config._errors import describe, located
@@ -199,6 +200,9 @@ class BotConfig(_Section):
     trusted_senders: list[str] = Field(
         default_factory=list,
         description="a list of user ids, e.g. [game_server]")
+    # None: the top level's catch_up (each key written here overrides the top level's).
+    catch_up: CatchUpConfig | None = Field(
+        default=None, description="a mapping like {max_age: 10m, enabled: true}")
 
     @field_validator("name")
     @classmethod
@@ -315,6 +319,8 @@ class BotsConfig(_Section):
     state: StateConfig = Field(default_factory=dict, validate_default=True,
                                description="a mapping like {backend: sqlite, path: "
                                            f"{DEFAULT_STATE_PATH}}}")
+    catch_up: CatchUpConfig = Field(default_factory=CatchUpConfig,
+                                    description="a mapping like {max_age: 10m, enabled: true}")
     dev: DevConfig = Field(default_factory=DevConfig,
                            description="a mapping like {port: 3001, rate_limit: {messages: 5, "
                                        "per: 10s}}")

@@ -11,15 +11,22 @@
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import astimezone
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
-from botkit.config._durations import EVERY, parse_duration
+from botkit.config._durations import DURATION_JSON_SCHEMA, EVERY, parse_duration
 from botkit.tokens import validate_room_id
 
 __all__ = ["ScheduleConfig"]
@@ -30,8 +37,8 @@ class ScheduleConfig(BaseModel):
 
     cron: str | None = Field(default=None,
                              description='a crontab expression, e.g. "0 18 * * *"')
-    every: float | None = Field(default=None, gt=0,
-                                description="a duration of at least 1s, e.g. 30s, 15m or 1h")
+    every: Annotated[float, WithJsonSchema(DURATION_JSON_SCHEMA)] | None = Field(
+        default=None, gt=0, description="a duration of at least 1s, e.g. 30s, 15m or 1h")
     timezone: str = Field(default="UTC", description="a timezone name, e.g. Europe/Berlin")
     room: str | None = Field(default=None, description="a room id of the bot, e.g. lobby")
     rooms: list[str] | None = Field(default=None, description="a list of room ids")

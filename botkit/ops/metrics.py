@@ -81,9 +81,7 @@ def snapshot(runtime: Runtime | None) -> Snapshot:
             envelopes={"handled": stats.handled, "invalid": stats.invalid,
                        "spoofed": stats.spoofed, "untrusted": stats.untrusted,
                        "own": stats.own, "bot": stats.from_bots,
-                       # Counted once positions are kept across restarts (envelopes at or
-                       # before the stored position are skipped); 0 until then.
-                       "skipped_old": int(getattr(stats, "skipped_old", 0)),
+                       "skipped_old": stats.skipped_old,
                        "error": stats.handler_errors, "timeout": stats.handler_timeouts},
             replies={"published": services.replies_sent, "failed": services.replies_failed},
             jobs={"fired": stats.jobs_run + stats.job_errors, "failed": stats.job_errors,

@@ -206,6 +206,16 @@ class ClientProtocol:
         self.timers.subscribe_sent(command_id, channel, now)
         return command_id
 
+    def seed(self, channel: str, position: StreamPosition) -> bool:
+        """Recover ``channel`` from ``position`` on its first subscribe, as if this client had
+        been subscribed up to there (a position an earlier process stored). False, and nothing
+        changes, when the channel is already known: its own position is newer."""
+        if channel in self._subscriptions:
+            return False
+        self._subscriptions[channel] = Subscription(channel, recoverable=True,
+                                                    position=position)
+        return True
+
     def unsubscribe(self, channel: str) -> int:
         """Leave a channel. Raises like every command when the connection is not open and
         then forgets nothing; :meth:`forget` drops the state without telling the server."""

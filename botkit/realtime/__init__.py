@@ -9,6 +9,7 @@ from botkit.realtime.events import (
     ConnectionStateChanged,
     SubscriptionEnded,
     SubscriptionFailed,
+    SubscriptionStarted,
 )
 from botkit.realtime.options import ClientOptions, SubscriptionTokenProvider, TokenProvider
 
@@ -20,6 +21,7 @@ __all__ = [
     "RealtimeClient",
     "SubscriptionEnded",
     "SubscriptionFailed",
+    "SubscriptionStarted",
     "SubscriptionTokenProvider",
     "TokenProvider",
 ]

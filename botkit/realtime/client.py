@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from botkit.errors import (
@@ -253,17 +253,25 @@ class RealtimeClient:
             raise error
 
     async def subscribe_all(self, channels: Iterable[str], *, timeout: float | None = None,
+                            since: Mapping[str, StreamPosition] | None = None,
                             ) -> dict[str, BotkitError | None]:
         """Subscribe every channel (all in one message, answered in one round trip) and keep
         them subscribed. Returns each channel's outcome: None once the server accepted it,
         SubscriptionError if it refused for good, RealtimeTimeoutError if still on its way
-        after ``timeout`` (the client goes on trying)."""
+        after ``timeout`` (the client goes on trying).
+
+        ``since`` gives channels not yet known a position to recover from (one stored by an
+        earlier process): the server replays what followed it, or the client delivers a
+        StreamGap when it cannot."""
         futures: dict[str, asyncio.Future[None]] = {}
         new: list[str] = []
         for channel in channels:
             futures[channel], is_new = self._subscriptions.want(channel)
             if is_new:
                 new.append(channel)
+                position = since.get(channel) if since is not None else None
+                if position is not None and self.options.recoverable:
+                    self._protocol.seed(channel, position)
         connection = self._supervisor.current
         if new and connection is not None and connection.open:
             try:

@@ -8,7 +8,7 @@ from enum import Enum
 
 from botkit.errors import BotkitError
 from botkit.protocol.events import Joined, Left, StreamGap
-from botkit.protocol.types import Publication
+from botkit.protocol.types import Publication, StreamPosition
 
 __all__ = [
     "ClientEvent",
@@ -16,6 +16,7 @@ __all__ = [
     "ConnectionStateChanged",
     "SubscriptionEnded",
     "SubscriptionFailed",
+    "SubscriptionStarted",
 ]
 
 
@@ -53,5 +54,19 @@ class SubscriptionEnded:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class SubscriptionStarted:
+    """A channel was (re)subscribed on a connection (with ``ClientOptions.subscription_events``).
+
+    Delivered before the publications the subscribe recovered (and before a StreamGap, when it
+    could not recover). ``position`` is where the stream stands once those are applied: every
+    publication up to it was published before this subscribe. None for a channel without
+    history. ``recovering``: the subscribe asked to recover from a known position."""
+
+    channel: str
+    position: StreamPosition | None
+    recovering: bool
+
+
 ClientEvent = (Publication | Joined | Left | StreamGap | ConnectionStateChanged
-               | SubscriptionFailed | SubscriptionEnded)
+               | SubscriptionFailed | SubscriptionEnded | SubscriptionStarted)

@@ -36,6 +36,9 @@ class ClientOptions:
     """Ask for join/leave pushes (the seed's namespace pushes them to everyone anyway)."""
     name: str = "botkit"
     version: str = ""
+    subscription_events: bool = False
+    """Deliver a :class:`~botkit.realtime.events.SubscriptionStarted` each time a channel is
+    (re)subscribed, in order with its publications (the runtime tracks stream epochs with it)."""
     read_ahead_bytes: int = 16 * 2**20
     """With ``offer_event``: how much of the received messages (their size on the wire, at
     least a fixed minimum per event) may wait for a busy consumer while the reader reads on."""

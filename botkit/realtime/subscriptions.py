@@ -27,7 +27,7 @@ from botkit.protocol import (
     error_action,
 )
 from botkit.realtime.delivery import Delivery
-from botkit.realtime.events import SubscriptionEnded, SubscriptionFailed
+from botkit.realtime.events import SubscriptionEnded, SubscriptionFailed, SubscriptionStarted
 from botkit.realtime.options import ClientOptions, SubscriptionTokenProvider, mint
 
 __all__ = ["Subscriptions"]
@@ -138,6 +138,12 @@ class Subscriptions:
         if isinstance(reply, Subscribed):
             wanted.attempts = 0
             _settle_future(wanted.first_result, None)
+            if self._options.subscription_events:
+                # The protocol has read the whole message: its position is past what the
+                # subscribe recovered (the reply's own offset is not, on every server).
+                await self._delivery.emit(SubscriptionStarted(
+                    wanted.channel, self._protocol.position(wanted.channel),
+                    reply.was_recovering))
             return
         if isinstance(reply, ErrorReply):
             if error_action(reply.code, reply.temporary) is not ErrorAction.FAIL:

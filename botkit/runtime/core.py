@@ -20,7 +20,7 @@ import logging
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from time import perf_counter
 from typing import Any
 
@@ -28,10 +28,11 @@ from apscheduler.util import ref_to_obj
 from pydantic import ValidationError
 
 from botkit.bot import Bot, Invocation
-from botkit.config import BotConfig
+from botkit.config import BotConfig, CatchUpConfig, resolve_catch_up
 from botkit.context import BotServices, Context, JobScheduler, Publisher, wall_clock
 from botkit.envelope import Envelope, UserJoined, UserLeft, parse_envelope
 from botkit.errors import BotkitError, EnvelopeError
+from botkit.gap import Gap
 from botkit.jobs.scheduler import ScheduleSpec
 from botkit.protocol.types import ClientInfo, Publication
 from botkit.runtime.deadlines import Deadlines
@@ -65,6 +66,12 @@ class BotStats:
     jobs_run: int = 0
     job_errors: int = 0
     gaps: int = 0
+    """Rooms' stretches of envelopes lost for good (see botkit.Gap)."""
+    skipped_old: int = 0
+    """Replayed envelopes older than ``catch_up.max_age``: not handled."""
+    overflowed: int = 0
+    """Publications taken off the socket while their room's lane was full, to be read back
+    from the room's history (see overflow.py): handled later, not lost."""
     subscription_failures: int = 0
     reconnects: int = 0
     """Connections re-established after a loss (a restart of the bot is not one)."""
@@ -89,7 +96,8 @@ class BotCore:
     def __init__(self, loaded: LoadedBot, *, project_id: str, api: Publisher,
                  bot_users: frozenset[str] = frozenset(), state: StateStore | None = None,
                  scheduler: JobScheduler | None = None,
-                 clock: Callable[[], datetime] = wall_clock) -> None:
+                 clock: Callable[[], datetime] = wall_clock,
+                 catch_up: CatchUpConfig | None = None) -> None:
         config = loaded.config
         self.name = config.name
         self.config = config
@@ -113,6 +121,8 @@ class BotCore:
         self.presence = {room: RoomPresence() for room in self.channels}
         """Who is in each room, as the presence pushes told."""
         self.trust = TrustPolicy(config.trusted_senders)
+        self.catch_up = catch_up or resolve_catch_up(CatchUpConfig(), config.catch_up)
+        self._max_age = timedelta(seconds=self.catch_up.max_age)
         self._drops = DropLog(self.name, log)
 
     def adopt(self, previous: BotCore) -> None:
@@ -132,15 +142,20 @@ class BotCore:
         """Run the bot's on_stop hooks (errors and timeouts are logged, never raised)."""
         await self._run_hooks(self.bot.stop_hooks, "on_stop")
 
-    async def _run_hooks(self, hooks: Sequence[Any], what: str) -> None:
+    async def run_gap_hooks(self, gap: Gap) -> None:
+        """Run the bot's on_gap hooks for ``gap`` (errors and timeouts logged, never raised)."""
+        await self._run_hooks(self.bot.gap_hooks, "on_gap", gap, room=gap.room)
+
+    async def _run_hooks(self, hooks: Sequence[Any], what: str, *args: Any,
+                         room: str | None = None) -> None:
         for hook in hooks:
-            ctx = Context(self.services)
+            ctx = Context(self.services, room=room)
             try:
                 async with asyncio.timeout(self.limits.handler_timeout):
                     if asyncio.iscoroutinefunction(hook):
-                        await hook(ctx)
+                        await hook(ctx, *args)
                     else:
-                        await asyncio.to_thread(hook, ctx)
+                        await asyncio.to_thread(hook, ctx, *args)
             except TimeoutError:
                 log.error("bot %s: %s hook %s timed out", self.name, what,
                           getattr(hook, "__qualname__", hook))
@@ -190,10 +205,12 @@ class BotCore:
 
     # -- what arrives in a room --------------------------------------------------------------
 
-    async def handle_publication(self, room: str, publication: Publication) -> None:
+    async def handle_publication(self, room: str, publication: Publication,
+                                 replayed: bool = False) -> None:
         """A publication in ``room``: validated, checked against what its publisher may say
         (``info``, the user the server attests, is present for client publishes only), then
-        dispatched."""
+        dispatched. A ``replayed`` one (published before the room was subscribed) older than
+        ``catch_up.max_age`` is skipped."""
         stats = self.stats
         stats.received += 1
         try:
@@ -221,7 +238,7 @@ class BotCore:
                                     "docs/security.md)", envelope.id, room, info.user,
                                     envelope.type)
             return
-        await self.dispatch(room, envelope)
+        await self.dispatch(room, envelope, replayed)
 
     async def handle_join(self, room: str, info: ClientInfo) -> None:
         """A connection joined ``room``: ``user.joined`` if it is the user's first."""
@@ -274,7 +291,7 @@ class BotCore:
 
     # -- handlers ----------------------------------------------------------------------------
 
-    async def dispatch(self, room: str, envelope: Envelope) -> None:
+    async def dispatch(self, room: str, envelope: Envelope, replayed: bool = False) -> None:
         """Run the handlers ``envelope`` routes to, unless it is the bot's own or a bot's."""
         if envelope.sender_id == self.config.user_id:
             self.stats.own += 1
@@ -286,11 +303,19 @@ class BotCore:
         invocations = self.bot.route(envelope, room)
         if not invocations:
             return
+        if replayed and self.services.clock() - envelope.sent_at > self._max_age:
+            # Counted only when a handler would have run: what the bot ignores anyway is not
+            # a skip.
+            self.stats.skipped_old += 1
+            self._drops.dropped("skipped_old", "skipped replayed envelope %r in %s: sent at %s, "
+                                "older than catch_up.max_age", envelope.id, room,
+                                envelope.sent_at.isoformat())
+            return
         self.stats.handled += 1
         # One context for all the handlers of an envelope: reply positions, and with them the
         # idempotency keys, run on across handlers. A context each would give two handlers'
         # first replies the same key, and the server would drop the second as a repeat.
-        ctx = Context(self.services, envelope, room)
+        ctx = Context(self.services, envelope, room, replayed=replayed)
         fields = LOG_CONTEXT.set(ctx)
         try:
             for invocation in invocations:

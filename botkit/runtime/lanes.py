@@ -2,7 +2,9 @@
 
 A room's envelopes are handled one after another, in the order they arrived, while other rooms
 run in parallel. A full lane makes its producer wait (the realtime reader, and through it the
-socket): backpressure instead of unbounded memory. No task is created per message.
+socket): backpressure instead of unbounded memory; or the producer declines the item and reads
+it back later (runtime/overflow.py: a room of a bot with other rooms). No task is created per
+message.
 
 The queue is a deque with the few waits a lane needs (its worker for an item, producers for
 room, ``drain`` for the end of the work), not an ``asyncio.Queue``: that one made five calls
@@ -55,6 +57,14 @@ class Lane(Generic[_T]):
         self._unfinished += 1
         _wake(self._getter)
         return True
+
+    def push(self, item: _T) -> None:
+        """Queue ``item`` even when the lane is full. Only for the few control items a room
+        gets per (re)subscribe (its epoch, a gap, a presence resync): bounded by reconnects,
+        and never worth making the connection's reader wait for."""
+        self._items.append(item)
+        self._unfinished += 1
+        _wake(self._getter)
 
     async def put(self, item: _T) -> None:
         """Queue ``item``, waiting (in turn with other producers) while the lane is full."""

@@ -38,6 +38,12 @@ class RoomPresence:
         del self.clients[info.user]
         return True
 
+    def restore(self, users: Iterable[str]) -> None:
+        """Start from the users present when the bot last stopped (their connections are
+        unknown: the first resync replaces them with the server's)."""
+        for user in users:
+            self.clients.setdefault(user, {"restored"})
+
     def users(self) -> set[str]:
         return set(self.clients)
 

@@ -1,10 +1,12 @@
 """One running bot: its realtime connection, its ordered lanes, its handlers and its jobs.
 
-The path of an envelope: the realtime reader puts it in its room's lane (waiting when the lane
-is full) → the lane's worker hands it to the bot's ``BotCore``, which validates
+The path of an envelope: the realtime reader puts it in its room's lane (when the lane is full,
+a bot with several rooms drops it to read it back from history later, see overflow.py; a bot
+with one room waits) → the lane's worker hands it to the bot's ``BotCore``, which validates
 it, drops what is invalid, spoofed, the bot's own or another bot's (each counted), and runs the
-handlers it routes to. This module is the transport around that core: connecting, subscribing,
-lanes, reconnects and shutdown.
+handlers it routes to, then moves the room's cursor (positions.py). This module is the transport
+around that core: connecting, subscribing from the stored positions (catchup.py), lanes,
+reconnects and shutdown.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from botkit.bot import Bot
-from botkit.config import BotsConfig
+from botkit.config import BotsConfig, resolve_catch_up
 from botkit.context import BotServices, JobScheduler
 from botkit.errors import RealtimeTimeoutError, SubscriptionError
 from botkit.protocol.codes import DisconnectAction, disconnect_action
@@ -25,14 +27,19 @@ from botkit.protocol.events import Joined, Left, StreamGap
 from botkit.protocol.types import Publication
 from botkit.realtime import (
     ClientEvent,
+    ClientOptions,
     ConnectionState,
     ConnectionStateChanged,
     RealtimeClient,
     SubscriptionFailed,
+    SubscriptionStarted,
 )
 from botkit.redact import safe_url
+from botkit.runtime.catchup import RoomCatchUp
 from botkit.runtime.core import BotCore, BotStats, LoadedBot, static_schedules
 from botkit.runtime.lanes import Lane
+from botkit.runtime.overflow import RoomFlow
+from botkit.runtime.positions import Positions
 from botkit.serverapi.client import ServerApi
 from botkit.state.store import StateStore
 from botkit.tokens import TokenMinter
@@ -51,7 +58,9 @@ class _Resync:
         self.announce = announce
 
 
-_LaneItem = Publication | Joined | Left | _Resync
+# Subscribes and gaps go through the room's lane, in order with its publications: the lane's
+# cursor always knows the epoch of the publication it just handled.
+_LaneItem = Publication | Joined | Left | _Resync | SubscriptionStarted | StreamGap
 _ROOM_EVENTS = (Publication, Joined, Left)  # a tuple: isinstance() is slower with a union
 
 
@@ -64,19 +73,28 @@ class BotRunner:
         self.name = loaded.config.name
         self.config = loaded.config
         xshathra = config.xshathra
+        self.catch_up = resolve_catch_up(config.catch_up, loaded.config.catch_up)
         self.core = BotCore(loaded, project_id=xshathra.project_id, api=api,
-                            bot_users=bot_users, state=state, scheduler=scheduler)
+                            bot_users=bot_users, state=state, scheduler=scheduler,
+                            catch_up=self.catch_up)
         self._limits = loaded.config.limits
         self.channels = self.core.channels
         minter = TokenMinter(xshathra.server_api_key.get_secret_value(), loaded.config.user_id,
                              ttl=xshathra.token_ttl)
         self.client = RealtimeClient(xshathra.realtime_url, minter.connection,
                                      minter.subscription, on_event=self._on_event,
-                                     offer_event=self._offer_event)
-        self._lanes: dict[str, Lane[_LaneItem]] = {
-            channel: Lane(f"{self.config.name}/{room}", self._lane_handler(room),
-                          maxsize=self._limits.lane_queue_size)
-            for room, channel in self.channels.items()}
+                                     offer_event=self._offer_event,
+                                     options=ClientOptions(subscription_events=True))
+        self.positions = Positions(state, self.name, list(self.channels), self.core.presence)
+        self._lanes: dict[str, Lane[_LaneItem]] = {}
+        self._flows: dict[str, RoomFlow] = {}
+        for room, channel in self.channels.items():
+            flow = RoomFlow(f"bot {self.name}: room {room}", self.positions.cursors[room],
+                            self.stats, isolate=len(self.channels) > 1)
+            flow.lane = self._lanes[channel] = Lane(
+                f"{self.config.name}/{room}", self._lane_handler(room, flow),
+                maxsize=self._limits.lane_queue_size)
+            self._flows[channel] = flow
         self._was_connected = False
         self._closing = False  # our own close: its disconnect is no loss to warn about
         self.ready = asyncio.Event()
@@ -115,8 +133,17 @@ class BotRunner:
         await self._wait_connected(stop)
         if stop.is_set():
             return
+        stored = await self.positions.load()
+        since = {}
+        for room, row in stored.items():
+            if row.present is not None:
+                # Who was here when the bot stopped: the start's resync greets only who came
+                # meanwhile (and sees off who went), and nobody twice.
+                self.core.presence[room].restore(row.present)
+            if row.position is not None and self.catch_up.enabled:
+                since[self.channels[room]] = row.position
         # Every room at once: one message out, one round trip, however many rooms.
-        outcomes = await self.client.subscribe_all(self.channels.values())
+        outcomes = await self.client.subscribe_all(self.channels.values(), since=since)
         for room, channel in self.channels.items():
             error = outcomes[channel]
             if isinstance(error, RealtimeTimeoutError):
@@ -129,7 +156,7 @@ class BotRunner:
                 continue
             elif error is not None:
                 raise error  # the client ended (closed, or refused for good)
-            await self._lanes[channel].put(_Resync(announce=False))
+            await self._lanes[channel].put(_Resync(announce=stored[room].present is not None))
         await self.core.start()
         self.ready.set()
         log.info("bot %s serving %d room(s) as %s", self.config.name, len(self.channels),
@@ -164,6 +191,8 @@ class BotRunner:
                             "grace period", self.config.name, lane.name, lane.pending)
         for lane in self._lanes.values():
             await lane.stop()
+        # After the lanes: the last positions are those of envelopes whose handling finished.
+        await self.positions.aclose()
         await self.core.stop()
 
     # -- scheduled jobs ----------------------------------------------------------------------
@@ -176,25 +205,27 @@ class BotRunner:
     # -- from the connection -----------------------------------------------------------------
 
     def _offer_event(self, event: ClientEvent) -> bool:
-        """The reader's fast path: a room's event goes into its lane if the lane has room.
-        Declined (a full lane, any other event), it reaches _on_event in order, from the
-        client's read-ahead, while the reader goes on reading."""
+        """The reader's fast path: a room's event goes into its lane if the lane has room, or
+        is dropped to be read back from history when the room overflows (overflow.py).
+        Declined (a full lane that may not overflow, any other event), it reaches _on_event
+        in order, from the client's read-ahead, while the reader goes on reading."""
         if isinstance(event, _ROOM_EVENTS):
-            lane = self._lanes.get(event.channel)
-            return lane is None or lane.offer(event)
+            flow = self._flows.get(event.channel)
+            return flow is None or flow.offer(event)
         return False
 
     async def _on_event(self, event: ClientEvent) -> None:
-        """Called by the realtime reader: route to the room's lane (waiting when it is full)."""
+        """Called by the realtime reader: route to the room's lane (waiting when it is full and
+        may not overflow)."""
         if isinstance(event, _ROOM_EVENTS):
+            flow = self._flows.get(event.channel)
+            # offer() first: a lane with room (or an overflowing room) takes it without waiting.
+            if flow is not None and not flow.offer(event):
+                await flow.lane.put(event)
+        elif isinstance(event, SubscriptionStarted | StreamGap):
             lane = self._lanes.get(event.channel)
-            # offer() first: a lane with room takes the event without an await.
-            if lane is not None and not lane.offer(event):
-                await lane.put(event)
-        elif isinstance(event, StreamGap):
-            self.stats.gaps += 1
-            log.warning("bot %s: messages in %s may have been missed while disconnected "
-                        "(history could not be recovered)", self.config.name, event.channel)
+            if lane is not None:
+                lane.push(event)  # never waits: a full room must not hold up the others
         elif isinstance(event, SubscriptionFailed):
             self.stats.subscription_failures += 1
         elif isinstance(event, ConnectionStateChanged):
@@ -206,7 +237,7 @@ class BotRunner:
                 self.stats.reconnects += 1
                 # Joins and leaves are not recovered like publications: compare instead.
                 for lane in self._lanes.values():
-                    await lane.put(_Resync(announce=True))
+                    lane.push(_Resync(announce=True))
             self._was_connected = True
         elif (event.state is ConnectionState.DISCONNECTED and not self._closing
               and disconnect_action(event.code) is DisconnectAction.RECONNECT):
@@ -216,16 +247,48 @@ class BotRunner:
 
     # -- in a lane ---------------------------------------------------------------------------
 
-    def _lane_handler(self, room: str) -> Any:
+    def _lane_handler(self, room: str, flow: RoomFlow) -> Any:
         core = self.core
+        cursor = self.positions.cursors[room]
+        catch_up = RoomCatchUp(core, room, self.positions)
+        handle_publication = core.handle_publication
+        positions = self.positions
+
+        async def refill() -> None:
+            # Live publications queue again from now on, behind this: whatever history returns
+            # that is queued as well is handled once (the cursor skips it).
+            flow.dropping = False
+            resync, flow.resync = flow.resync, False
+            await catch_up.refill()
+            if resync:
+                await core.resync(room, announce=True)
 
         async def handle(item: _LaneItem) -> None:
             if isinstance(item, Publication):
-                await core.handle_publication(room, item)
+                offset = item.offset
+                if not offset:  # a room without history: no position to keep
+                    await handle_publication(room, item)
+                elif offset > cursor.offset:  # not already handled (from history, say)
+                    await handle_publication(room, item, offset <= cursor.replay_until)
+                    cursor.offset = offset
+                    if not positions.pending:
+                        positions.touch()
+                if flow.dropping and flow.drained():
+                    await refill()
+                return
+            # The rest is rare (subscribes, gaps, presence): each may move what is stored.
+            positions.touch()
+            if isinstance(item, SubscriptionStarted):
+                catch_up.started(item.position, item.recovering)
+                await positions.store_first(room)
+            elif isinstance(item, StreamGap):
+                await catch_up.gap(item.lost_from, item.resumed_at)
             elif isinstance(item, Joined):
                 await core.handle_join(room, item.info)
             elif isinstance(item, Left):
                 await core.handle_leave(room, item.info)
             else:
                 await core.resync(room, announce=item.announce)
+            if flow.dropping and flow.drained():
+                await refill()
         return handle

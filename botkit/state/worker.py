@@ -32,7 +32,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
-from botkit.errors import StateError, StateTimeoutError
+from botkit.errors import StateError, StateFileError, StateTimeoutError
 from botkit.state.filelock import ProcessLock
 
 __all__ = ["DEFAULT_TIMEOUT", "MAX_WAITING", "SQLiteFile"]
@@ -220,16 +220,20 @@ class SQLiteFile:
             db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             self._lock.release()
-            raise StateError(f"cannot open the state file {self.path}: {exc}") from exc
+            raise StateFileError(f"cannot open the state file {self.path}: {exc}") from exc
         try:
             # WAL: readers (another tool, a backup) never wait for our writes; NORMAL sync is
             # safe in WAL mode (a power cut may lose the last commits, never corrupt the file).
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            # A write now, not at the first flush of positions or the first ctx.state.set():
+            # a read-only file is a setup problem, to be reported before any bot starts.
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            db.execute(f"PRAGMA user_version = {int(version)}")
         except sqlite3.Error as exc:
             db.close()
             self._lock.release()
-            raise StateError(f"cannot use the state file {self.path}: {exc}") from exc
+            raise StateFileError(f"cannot use the state file {self.path}: {exc}") from exc
         return db
 
     def _disconnect(self) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ValidationError
 
 from botkit.bot import Bot
-from botkit.config import BotConfig, BotsConfig, load_config
+from botkit.config import BotConfig, BotsConfig, CatchUpConfig, load_config, resolve_catch_up
 from botkit.envelope import Envelope, chat_message, envelope_to_dict, format_timestamp
 from botkit.errors import BotkitError, ConfigError
 from botkit.jobs.scheduler import ScheduledJob
@@ -53,7 +53,8 @@ class BotHarness:
                  rooms: Sequence[str] = ("lobby",), limits: Mapping[str, Any] | None = None,
                  schedules: Sequence[Mapping[str, Any]] = (), other_bots: Iterable[str] = (),
                  trusted_senders: Sequence[str] = (), now: datetime | None = None,
-                 user: str = "user", project_id: str = "proj_test") -> None:
+                 user: str = "user", project_id: str = "proj_test",
+                 catch_up: Mapping[str, Any] | None = None) -> None:
         plugin = bot if isinstance(bot, str) else None
         bot = load_plugin(bot) if isinstance(bot, str) else bot
         name = name or bot.name
@@ -63,6 +64,8 @@ class BotHarness:
             "settings": {} if isinstance(settings, BaseModel) else dict(settings or {}),
             "schedules": [dict(item) for item in schedules],
             "trusted_senders": list(trusted_senders)}
+        if catch_up is not None:
+            entry_data["catch_up"] = dict(catch_up)
         try:
             config = BotsConfig.model_validate({"xshathra": _xshathra(project_id),
                                                 "state": {"backend": "memory"},
@@ -105,11 +108,11 @@ class BotHarness:
         harness._setup(load_bot(config, entry, search_path=search_path),
                        project_id=config.xshathra.project_id,
                        other_bots=frozenset(bot.user_id for bot in config.bots), now=now,
-                       user=user)
+                       user=user, catch_up=resolve_catch_up(config.catch_up, entry.catch_up))
         return harness
 
     def _setup(self, loaded: LoadedBot, *, project_id: str, other_bots: frozenset[str],
-               now: datetime | None, user: str) -> None:
+               now: datetime | None, user: str, catch_up: CatchUpConfig | None = None) -> None:
         config: BotConfig = loaded.config
         self.name = config.name
         self.user_id = config.user_id
@@ -121,7 +124,7 @@ class BotHarness:
                                     rooms=config.channels(project_id))
         self.core = BotCore(loaded, project_id=project_id, api=self.server,
                             bot_users=other_bots, state=self._store, scheduler=self.clock,
-                            clock=lambda: self.clock.now)
+                            clock=lambda: self.clock.now, catch_up=catch_up)
         self.clock.add_host(_JobHost(self), static_schedules(loaded))
         self._started = False
         self._closed = False
@@ -162,15 +165,22 @@ class BotHarness:
 
     # -- what users do -----------------------------------------------------------------------
 
-    async def say(self, text: str, *, user: str | None = None, room: str | None = None
-                  ) -> Replies:
-        """``user`` says ``text`` in ``room``; returns what the bot published in response."""
+    async def say(self, text: str, *, user: str | None = None, room: str | None = None,
+                  replayed: bool = False, sent_at: datetime | None = None) -> Replies:
+        """``user`` says ``text`` in ``room``; returns what the bot published in response.
+
+        ``replayed``: delivered as the runtime delivers what it missed while it was down
+        (``ctx.replayed``; skipped when older than ``catch_up.max_age``, by ``sent_at``,
+        default now)."""
         user, room = user or self.user, self._room(room)
-        message = chat_message(room_id=room, sender_id=user, text=text, sent_at=self.now)
-        return await self._send(room, envelope_to_dict(message), message, self._client(user))
+        message = chat_message(room_id=room, sender_id=user, text=text,
+                               sent_at=sent_at or self.now)
+        return await self._send(room, envelope_to_dict(message), message, self._client(user),
+                                replayed=replayed)
 
     async def publish(self, data: Any, *, room: str | None = None, as_user: str | None = None,
-                      attested_user: str | None = _UNSET, raw: bool = False) -> Replies:
+                      attested_user: str | None = _UNSET, raw: bool = False,
+                      replayed: bool = False) -> Replies:
         """Publish any envelope (a model or its dict). Missing ``id``, ``roomId``,
         ``senderId`` (``as_user``, else the default user) and ``sentAt`` are filled in,
         unless ``raw``: then ``data`` goes out exactly as given, valid or not.
@@ -181,7 +191,8 @@ class BotHarness:
         server attests that user as the publisher (``attested_user`` overrides whom it
         attests). The bot then drops it as spoofed when the ``senderId`` differs from the
         attested user, and as untrusted when its type is neither ``chat.message``, ``typing``
-        nor registered ``client_safe``, unless the user is in ``trusted_senders``."""
+        nor registered ``client_safe``, unless the user is in ``trusted_senders``.
+        ``replayed``: as in :meth:`say`."""
         if isinstance(data, Envelope):
             data = envelope_to_dict(data)
         elif not raw and isinstance(data, Mapping):
@@ -191,7 +202,7 @@ class BotHarness:
             room = room if room in self.rooms else None
         attested = as_user if attested_user is _UNSET else attested_user
         info = self._client(attested) if attested else None
-        return await self._send(self._room(room), data, None, info)
+        return await self._send(self._room(room), data, None, info, replayed=replayed)
 
     async def join(self, user: str | None = None, *, room: str | None = None,
                    name: str | None = None, client: str | None = None) -> Replies:
@@ -353,9 +364,12 @@ class BotHarness:
         return filled
 
     async def _send(self, room: str, data: Any, cause: Envelope | None,
-                    info: ClientInfo | None) -> Replies:
+                    info: ClientInfo | None, *, replayed: bool = False) -> Replies:
         await self.start()
         self.server.broadcast(self.server.rooms[room], data, info=info)
+        if replayed:
+            _, where, publication = self.server.deliveries.pop()
+            self.server.deliveries.append(("replay", where, publication))
         return await self._deliver(cause=cause)
 
     async def _deliver(self, *deliveries: Delivery, cause: Envelope | None = None) -> Replies:
@@ -371,9 +385,9 @@ class BotHarness:
         deliveries, core = self.server.deliveries, self.core
         while deliveries:
             kind, room, payload = deliveries.popleft()
-            if kind == "publication":
+            if kind == "publication" or kind == "replay":
                 assert isinstance(payload, Publication)
-                await core.handle_publication(room, payload)
+                await core.handle_publication(room, payload, kind == "replay")
             elif kind == "join":
                 await core.handle_join(room, payload)
             else:

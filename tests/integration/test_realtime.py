@@ -10,12 +10,13 @@ import pytest
 
 from botkit.dev.localserver import LocalCentrifugo
 from botkit.errors import SubscriptionError, TerminalDisconnectError
-from botkit.protocol import Backoff, Joined, Publication, StreamGap
+from botkit.protocol import Backoff, Joined, Publication, StreamGap, StreamPosition
 from botkit.realtime import (
     ClientOptions,
     ConnectionState,
     ConnectionStateChanged,
     RealtimeClient,
+    SubscriptionStarted,
 )
 from botkit.tokens import TokenMinter, chat_channel
 from tests.support.cuts import cut_when_connected
@@ -234,3 +235,30 @@ async def test_silent_server_is_noticed_and_left(make_centrifugo) -> None:  # ty
             publication = await next_publication(client, timeout=10)
             assert publication.data == {"n": 1}
             assert client.reconnects == 1
+
+
+async def test_subscribe_from_a_stored_position_recovers_what_followed(
+        centrifugo: LocalCentrifugo) -> None:
+    # What a restarted bot does: a position from an earlier process seeds the first subscribe.
+    channel = room()
+    tokens = minter(centrifugo)
+    async with httpx.AsyncClient() as http:
+        for n in range(5):
+            await api_publish(centrifugo, channel, {"n": n}, http)
+        response = await http.post(f"{centrifugo.api_url}/history",
+                                   json={"channel": channel, "limit": 0},
+                                   headers={"X-API-Key": centrifugo.api_key})
+        epoch = response.json()["result"]["epoch"]
+    async with RealtimeClient(centrifugo.ws_url, tokens.connection, tokens.subscription,
+                              options=ClientOptions(subscription_events=True)) as client:
+        since = StreamPosition(2, epoch)
+        outcomes = await client.subscribe_all([channel], since={channel: since})
+        assert outcomes == {channel: None}
+        events: list[object] = []
+        async with asyncio.timeout(5):
+            while len(events) < 4:
+                event = await client.next_event()
+                if not isinstance(event, ConnectionStateChanged):
+                    events.append(event)
+        assert events[0] == SubscriptionStarted(channel, StreamPosition(5, epoch), True)
+        assert events[1:] == [Publication(channel, {"n": n}, n + 1) for n in (2, 3, 4)]

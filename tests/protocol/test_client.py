@@ -910,3 +910,36 @@ def test_full_reconnect_cycle_recovers_from_the_last_offset_and_epoch() -> None:
 def test_default_max_message_size_is_centrifugos() -> None:
     assert DEFAULT_MAX_MESSAGE_SIZE == 65536
     assert ClientProtocol().max_message_size == 65536
+
+
+def test_seeded_position_is_recovered_from_on_the_first_subscribe() -> None:
+    protocol = connected()
+    assert protocol.seed("chat:a", StreamPosition(7, EPOCH))
+    assert protocol.position("chat:a") == StreamPosition(7, EPOCH)
+    command_id = protocol.subscribe("chat:a")
+    assert sent(protocol) == [{"id": command_id, "subscribe": {
+        "channel": "chat:a", "recoverable": True, "positioned": True,
+        "recover": True, "epoch": EPOCH, "offset": 7}}]
+    events = protocol.receive(subscribe_reply(
+        command_id, recoverable=True, epoch=EPOCH, offset=7, recovered=True,
+        was_recovering=True, publications=[{"data": 1, "offset": 8}]))
+    assert [e.offset for e in events if isinstance(e, Publication)] == [8]
+    assert protocol.position("chat:a") == StreamPosition(8, EPOCH)
+
+
+def test_seed_does_not_replace_a_known_position() -> None:
+    protocol = connected()
+    subscribed(protocol, "chat:a", offset=41)
+    assert not protocol.seed("chat:a", StreamPosition(7, EPOCH))
+    assert protocol.position("chat:a") == StreamPosition(41, EPOCH)
+
+
+def test_seeded_position_that_cannot_be_recovered_gives_a_stream_gap() -> None:
+    protocol = connected()
+    protocol.seed("chat:a", StreamPosition(7, "OLD"))
+    command_id = protocol.subscribe("chat:a")
+    events = protocol.receive(subscribe_reply(
+        command_id, recoverable=True, epoch="NEW", offset=3, recovered=False,
+        was_recovering=True))
+    assert events[1:] == [StreamGap("chat:a", lost_from=StreamPosition(7, "OLD"),
+                                    resumed_at=StreamPosition(3, "NEW"))]

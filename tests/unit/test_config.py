@@ -129,11 +129,11 @@ def test_defaults_fill_in_optional_keys() -> None:
 
 def test_public_api_is_pinned() -> None:
     assert sorted(botkit.config.__all__) == [
-        "BotConfig", "BotsConfig", "Bounds", "DEFAULT_HANDLER_TIMEOUT", "DEFAULT_LANE_QUEUE_SIZE",
-        "DEFAULT_MAX_TEXT_LENGTH", "DEFAULT_STATE_PATH", "DevConfig", "LimitsConfig",
-        "OpsConfig", "RateLimitConfig", "RoomConfig",
+        "BotConfig", "BotsConfig", "Bounds", "CatchUpConfig", "DEFAULT_HANDLER_TIMEOUT",
+        "DEFAULT_LANE_QUEUE_SIZE", "DEFAULT_MAX_TEXT_LENGTH", "DEFAULT_STATE_PATH", "DevConfig",
+        "LimitsConfig", "OpsConfig", "RateLimitConfig", "RoomConfig",
         "ScheduleConfig", "SourceMap", "StateConfig", "XshathraConfig", "load_config",
-        "parse_config", "parse_duration", "validate_settings",
+        "parse_config", "parse_duration", "resolve_catch_up", "validate_settings",
     ]
     for name in botkit.config.__all__:
         assert hasattr(botkit.config, name), name

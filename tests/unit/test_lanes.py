@@ -214,3 +214,25 @@ async def test_a_producer_cancelled_just_as_room_came_hands_the_room_on() -> Non
         assert await lane.drain(2.0) is True
         await lane.stop()
     assert handled == [1, 2, 4]
+
+
+async def test_push_queues_a_control_item_behind_a_full_lane_without_waiting() -> None:
+    gate = asyncio.Event()
+    handled: list[int] = []
+
+    async def handle(item: int) -> None:
+        await gate.wait()
+        handled.append(item)
+
+    lane: Lane[int] = Lane("bot/lobby", handle, maxsize=2)
+    async with asyncio.TaskGroup() as group:
+        lane.start(group)
+        for n in range(3):  # one taken by the worker, two queued: full
+            await lane.put(n)
+        assert not lane.offer(99)
+        lane.push(3)  # no await: the reader must never wait for one room
+        assert lane.pending == 3
+        gate.set()
+        assert await lane.drain(5.0) is True
+        await lane.stop()
+    assert handled == [0, 1, 2, 3]

@@ -21,6 +21,7 @@ PUBLIC = [
     "Context",
     "Envelope",
     "EnvelopeError",
+    "Gap",
     "InvalidChannelError",
     "LocalServerError",
     "PluginError",

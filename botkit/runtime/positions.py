@@ -1,0 +1,176 @@
+"""Durable stream positions: where each (bot, room) stood when the bot stopped.
+
+Each room's lane keeps a :class:`RoomCursor`: the stream's epoch and the offset of the last
+publication whose handling finished (an int written after each handling: nothing allocated and
+nothing awaited per message). :class:`Positions` writes the cursors that moved, with the users
+present in each room, to the bot's state store at most once a second and once more at stop, after
+the lanes drained; the SQLite backend does the writing on its own thread. An idle bot costs no
+task and no timer: the first move a lane reports (:meth:`Positions.touch`, one flag test per
+message) starts a writer, which waits out the second, writes everything that moved in it, and
+ends once nothing moves any more.
+
+At the next start each room is subscribed from its stored position, so what was published
+meanwhile is handled first (see catchup.py). A crash replays at most the last unflushed second;
+the server drops the replies to it as repeats (same idempotency keys), but handlers run again.
+
+The rows live in the store's ``botkit.positions`` namespace, one key per bot and room (a bot's
+own ``ctx.state`` namespace is its name, which cannot contain a dot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botkit.errors import BotkitError
+from botkit.protocol.types import StreamPosition
+from botkit.runtime.presence import RoomPresence
+from botkit.state.store import StateStore
+
+__all__ = ["FLUSH_INTERVAL", "NAMESPACE", "Positions", "RoomCursor", "Stored"]
+
+log = logging.getLogger("botkit.runtime")
+
+NAMESPACE = "botkit.positions"
+FLUSH_INTERVAL = 1.0
+"""Seconds between two writes of the positions that moved: what a crash may replay."""
+
+
+@dataclass(slots=True)
+class RoomCursor:
+    """Where one room's lane stands. Only the lane's worker changes it, so it always names
+    the epoch of the publication just handled."""
+
+    epoch: str | None = None
+    """None until the stream's epoch is known (a room without history never has one)."""
+    offset: int = 0
+    """The offset of the last publication handled (or the top of the stream at subscribe)."""
+    replay_until: int = 0
+    """Publications up to this offset were published before the room was (re)subscribed."""
+
+    def position(self) -> StreamPosition | None:
+        return StreamPosition(self.offset, self.epoch) if self.epoch is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A room's row, as read at start."""
+
+    position: StreamPosition | None
+    present: frozenset[str] | None
+    """Users present when the bot last stopped; None when never stored."""
+
+
+class Positions:
+    """One bot's cursors and their rows in the state store."""
+
+    __slots__ = ("_bot", "_closed", "_failing", "_presence", "_saved", "_store", "_writer",
+                 "cursors", "pending")
+
+    def __init__(self, store: StateStore | None, bot: str, rooms: list[str],
+                 presence: Mapping[str, RoomPresence]) -> None:
+        self._store = store
+        self._bot = bot
+        self._presence = presence
+        self.cursors = {room: RoomCursor() for room in rooms}
+        self._saved: dict[str, Any] = {}
+        self._failing = False
+        self.pending = False
+        """A cursor or the presence moved since the last write was scheduled (lanes test it
+        before calling :meth:`touch`, so a busy lane pays one attribute read per message)."""
+        self._writer: asyncio.Task[None] | None = None  # owned here: aclose() ends it
+        self._closed = False
+
+    def touch(self) -> None:
+        """Something moved: have it written within :data:`FLUSH_INTERVAL`."""
+        self.pending = True
+        if self._writer is None and not self._closed:
+            self._writer = asyncio.get_running_loop().create_task(
+                self._write_soon(), name=f"positions {self._bot}")
+
+    async def _write_soon(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(FLUSH_INTERVAL)  # what moves within the second: one write
+                self.pending = False  # before the write: a move during it means another
+                await self.flush()
+                if not self.pending:
+                    return
+        finally:
+            self._writer = None
+
+    async def aclose(self) -> None:
+        """Stop the writer and write what is left (call it once the lanes have stopped)."""
+        self._closed = True
+        writer = self._writer
+        if writer is not None:
+            writer.cancel()
+            await asyncio.wait([writer])
+        await self.flush()
+
+    async def store_first(self, room: str) -> None:
+        """Write at once when ``room`` has never been stored: a crash within the first second
+        would otherwise leave no position, and the next run would start from the live stream,
+        losing what was sent while it was down."""
+        if room not in self._saved:
+            await self.flush()
+
+    def _key(self, room: str) -> str:
+        return f"{self._bot}:{room}"[:256]
+
+    async def load(self) -> dict[str, Stored]:
+        """Every room's stored row (an empty one where none is); the cursors start there."""
+        rows: dict[str, Stored] = {}
+        for room, cursor in self.cursors.items():
+            value = (await self._store.get(NAMESPACE, self._key(room))
+                     if self._store is not None else None)
+            stored = _parse(value)
+            if stored.position is not None:
+                cursor.epoch, cursor.offset = stored.position.epoch, stored.position.offset
+                self._saved[room] = value
+            rows[room] = stored
+        return rows
+
+    def _row(self, room: str, cursor: RoomCursor) -> dict[str, Any] | None:
+        if cursor.epoch is None:
+            return None
+        return {"epoch": cursor.epoch, "offset": cursor.offset,
+                "present": sorted(self._presence[room].clients)}
+
+    async def flush(self) -> None:
+        """Write the rows that changed since the last write (a failure is logged, and the
+        rows are tried again at the next flush)."""
+        if self._store is None:
+            return
+        try:
+            for room, cursor in self.cursors.items():
+                row = self._row(room, cursor)
+                if row is None or row == self._saved.get(room):
+                    continue
+                await self._store.set(NAMESPACE, self._key(room), row)
+                self._saved[room] = row
+        except BotkitError as exc:
+            if not self._failing:
+                log.error("bot %s: cannot store its rooms' positions: %s (a restart would "
+                          "replay or miss what was handled since)", self._bot, exc)
+            self._failing = True
+            return
+        if self._failing:
+            log.info("bot %s: storing its rooms' positions again", self._bot)
+        self._failing = False
+
+
+
+def _parse(value: Any) -> Stored:
+    # Written by flush(); anything else (a hand-edited row) counts as no row at all.
+    if not isinstance(value, dict):
+        return Stored(None, None)
+    epoch, offset, present = value.get("epoch"), value.get("offset"), value.get("present")
+    position = (StreamPosition(offset, epoch)
+                if isinstance(epoch, str) and type(offset) is int and offset >= 0 else None)
+    users = (frozenset(user for user in present if isinstance(user, str))
+             if isinstance(present, list) else None)
+    return Stored(position, users)

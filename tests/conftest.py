@@ -15,6 +15,7 @@ import pytest
 from botkit.dev.hub import HubSettings, LocalHub
 from botkit.dev.localserver import LocalCentrifugo, ServerSettings, free_port
 from botkit.errors import LocalServerError
+from tests.support.redis_server import LocalRedis
 from tests.support.servers import TunedCentrifugo
 
 IN_CI = bool(os.environ.get("CI"))
@@ -94,3 +95,41 @@ def make_centrifugo(request: pytest.FixtureRequest) -> Iterator[Callable[..., Se
     finally:
         for server in servers:
             server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[LocalRedis]:
+    """A real Redis for the session (Debian's redis-server, installed by scripts/test). Tests
+    that restart it must use ``make_redis`` instead."""
+    server = _start_redis(LocalRedis())
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def make_redis() -> Iterator[Callable[[], LocalRedis]]:
+    """A factory for private Redis servers, for tests that stop or restart one."""
+    servers: list[LocalRedis] = []
+
+    def make() -> LocalRedis:
+        server = LocalRedis()
+        servers.append(server)
+        return _start_redis(server)
+
+    try:
+        yield make
+    finally:
+        for server in servers:
+            server.close()
+
+
+def _start_redis(server: LocalRedis) -> LocalRedis:
+    try:
+        server.start()
+    except RuntimeError as exc:
+        if IN_CI:
+            pytest.fail(f"a real Redis is required in CI: {exc}", pytrace=False)
+        pytest.skip(f"no local Redis: {exc}")
+    return server

@@ -14,6 +14,7 @@ files) -> ``_models`` (pydantic) -> ``_errors`` (pydantic errors -> located Conf
 from __future__ import annotations
 
 from botkit.config._catch_up import CatchUpConfig, resolve_catch_up
+from botkit.config._cluster import ClusterConfig
 from botkit.config._dev import DevConfig, RateLimitConfig
 from botkit.config._durations import Bounds, parse_duration
 from botkit.config._loader import load_config, parse_config, validate_settings
@@ -42,6 +43,7 @@ __all__ = [
     "BotsConfig",
     "Bounds",
     "CatchUpConfig",
+    "ClusterConfig",
     "DevConfig",
     "LimitsConfig",
     "OpsConfig",

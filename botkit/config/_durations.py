@@ -21,12 +21,14 @@ __all__ = [
     "DURATION_JSON_SCHEMA",
     "EVERY",
     "HANDLER_TIMEOUT",
+    "LEASE_TTL",
     "MAX_AGE",
     "RATE_LIMIT_WINDOW",
     "TOKEN_TTL",
     "Bounds",
     "Every",
     "HandlerTimeout",
+    "LeaseTtl",
     "MaxAge",
     "RateLimitWindow",
     "TokenTtl",
@@ -107,6 +109,8 @@ EVERY = Bounds(1.0, 365 * 24 * 3600.0, "each interval posts a message; use cron:
 RATE_LIMIT_WINDOW = Bounds(0.1, 24 * 3600.0)
 MAX_AGE = Bounds(1.0, 7 * 24 * 3600.0, "older envelopes are skipped at catch-up; a server "
                                        "rarely keeps history longer")
+LEASE_TTL = Bounds(1.0, 60.0, "a replica that dies holds its rooms this long; renewals go out "
+                              "several times per lease")
 
 
 # What `botkit schema` says a duration is: a number of seconds, a duration string, or a ${VAR}
@@ -135,3 +139,4 @@ HandlerTimeout = Annotated[_Parsed, _bounded(HANDLER_TIMEOUT)]
 Every = Annotated[_Parsed, _bounded(EVERY)]
 RateLimitWindow = Annotated[_Parsed, _bounded(RATE_LIMIT_WINDOW)]
 MaxAge = Annotated[_Parsed, _bounded(MAX_AGE)]
+LeaseTtl = Annotated[_Parsed, _bounded(LEASE_TTL)]

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from botkit.config._catch_up import CatchUpConfig
+from botkit.config._cluster import ClusterConfig
 from botkit.config._dev import DevConfig
 from botkit.config._durations import HandlerTimeout, TokenTtl, parse_duration
 from botkit.config._errors import describe, located
@@ -321,6 +322,8 @@ class BotsConfig(_Section):
                                            f"{DEFAULT_STATE_PATH}}}")
     catch_up: CatchUpConfig = Field(default_factory=CatchUpConfig,
                                     description="a mapping like {max_age: 10m, enabled: true}")
+    cluster: ClusterConfig | None = Field(
+        default=None, description="a mapping like {redis_url: ${REDIS_URL}, lease_ttl: 5s}")
     dev: DevConfig = Field(default_factory=DevConfig,
                            description="a mapping like {port: 3001, rate_limit: {messages: 5, "
                                        "per: 10s}}")

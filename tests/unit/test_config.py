@@ -129,7 +129,8 @@ def test_defaults_fill_in_optional_keys() -> None:
 
 def test_public_api_is_pinned() -> None:
     assert sorted(botkit.config.__all__) == [
-        "BotConfig", "BotsConfig", "Bounds", "CatchUpConfig", "DEFAULT_HANDLER_TIMEOUT",
+        "BotConfig", "BotsConfig", "Bounds", "CatchUpConfig", "ClusterConfig",
+        "DEFAULT_HANDLER_TIMEOUT",
         "DEFAULT_LANE_QUEUE_SIZE", "DEFAULT_MAX_TEXT_LENGTH", "DEFAULT_STATE_PATH", "DevConfig",
         "LimitsConfig", "OpsConfig", "RateLimitConfig", "RoomConfig",
         "ScheduleConfig", "SourceMap", "StateConfig", "XshathraConfig", "load_config",

@@ -36,8 +36,9 @@ def test_the_extras_bring_them() -> None:
     extras = PROJECT["optional-dependencies"]
     hub = {_name(requirement) for requirement in extras["hub"]}
     assert hub == {"starlette", "uvicorn", "watchfiles"}
+    assert {_name(requirement) for requirement in extras["cluster"]} == {"redis"}
     dev = {_name(requirement) for requirement in extras["dev"]}
-    assert "botkit[hub]" in dev  # the integration tests run the hub
+    assert "botkit[hub,cluster]" in dev  # the integration tests run the hub and Redis
     assert {"pytest", "pytest-asyncio", "jsonschema"} <= dev
 
 

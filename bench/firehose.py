@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from typing import Any
@@ -90,7 +91,8 @@ async def botkit_firehose(url: str, api_url: str, count: int, timeout: float,
                           plugin=None, lane_queue_size=lane_queue_size)
     runtime = runtime_for(yaml_text, "bench-key-not-checked-by-the-replay-server", bot)
     sampler = _RssSampler()
-    task = asyncio.create_task(runtime.run())
+    with_ops = os.environ.get("BENCH_OPS") == "1"
+    task = asyncio.create_task(_run_with_ops(runtime) if with_ops else runtime.run())
     try:
         async with asyncio.timeout(timeout):
             await counter.done.wait()
@@ -107,6 +109,32 @@ async def botkit_firehose(url: str, api_url: str, count: int, timeout: float,
                invalid=runner.stats.invalid, handled=runner.stats.handled,
                completed=counter.done.is_set())
     return out
+
+
+async def _run_with_ops(runtime: Any) -> None:
+    """BENCH_OPS=1: the runtime with its ops endpoint on, /metrics and /healthz scraped from a
+    thread every 0.2 s (Prometheus would every 15 s or so), to show what the endpoint costs the
+    hot path."""
+    import urllib.request
+
+    from botkit.ops import serve_ops
+
+    async with serve_ops("127.0.0.1", 0, lambda: runtime) as ops:
+        stop = threading.Event()
+
+        def scrape() -> None:
+            while not stop.wait(0.2):
+                for path in ("/metrics", "/healthz"):
+                    with urllib.request.urlopen(f"{ops.url}{path}", timeout=5) as answer:
+                        answer.read()
+
+        scraper = threading.Thread(target=scrape, name="bench scraper", daemon=True)
+        scraper.start()
+        try:
+            await runtime.run()
+        finally:
+            stop.set()
+            await asyncio.to_thread(scraper.join, 10)
 
 
 async def centrifuge_firehose(url: str, count: int, timeout: float) -> dict[str, Any]:

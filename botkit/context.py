@@ -89,6 +89,8 @@ class BotServices:
     clock: Callable[[], datetime] = wall_clock
     """The current time, aware (``Context.now``, the time of replies and presence events)."""
     replies_sent: int = 0
+    replies_failed: int = 0
+    """Replies (and sends) whose publish raised: the server refused them or stayed away."""
 
     def channel_for(self, room_id: str) -> str:
         channel = self.channels.get(room_id)
@@ -187,7 +189,12 @@ class Context:
         channel = services.channel_for(room)
         envelope = self._build(room, message)
         key = self._next_idempotency_key()
-        await services.api.publish(channel, envelope_to_dict(envelope), idempotency_key=key)
+        try:
+            await services.api.publish(channel, envelope_to_dict(envelope),
+                                       idempotency_key=key)
+        except Exception:
+            services.replies_failed += 1
+            raise
         services.replies_sent += 1
         return envelope
 

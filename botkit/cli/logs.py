@@ -15,6 +15,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from botkit.runtime.logfields import log_fields
+
 __all__ = ["JsonFormatter", "TextFormatter", "configure_logging", "escape_controls"]
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -68,7 +70,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        # Context passed with extra= (bot, room, envelope_id) becomes fields of their own.
+        # What the runtime is working for (bot, room, envelope_id or job_id; see
+        # botkit/runtime/logfields.py), then what was passed with extra=, which wins.
+        fields = log_fields()
+        if fields is not None:
+            entry.update(fields)
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value if isinstance(value, str | int | float | bool) else repr(value)
@@ -83,6 +89,7 @@ def configure_logging(*, fmt: str = "text", level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # websockets and httpx are chatty at INFO (every request); their warnings still show.
-    for noisy in ("websockets", "httpx", "httpcore"):
+    # websockets and httpx are chatty at INFO (every request), APScheduler too (every job it
+    # adds, "Scheduler started"): the runtime says what matters itself. Warnings still show.
+    for noisy in ("websockets", "httpx", "httpcore", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

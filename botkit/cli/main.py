@@ -21,7 +21,7 @@ from pathlib import Path
 from botkit.cli import extras, reload, scaffold
 from botkit.cli.logs import configure_logging
 from botkit.cli.schema import print_schema
-from botkit.config import BotsConfig, Bounds, load_config
+from botkit.config import BotsConfig, Bounds, OpsConfig, load_config
 from botkit.errors import (
     ApiAuthError,
     BotkitError,
@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--reload", action="store_true",
                      help="restart the bots when a .py file or bots.yaml changes (needs "
                           "botkit[hub])")
+    _ops_arguments(run)
 
     dev = commands.add_parser(
         "dev", help="serve the chat page and a local hub on one port, with the bots against it")
@@ -79,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
                           "(default 10s)")
     dev.add_argument("--reload", action="store_true",
                      help="restart the hub and the bots when a .py file or bots.yaml changes")
+    _ops_arguments(dev)
 
     check = commands.add_parser("check", help="validate bots.yaml and import the plugins")
     check.add_argument("-c", "--config", default="bots.yaml", help="path of bots.yaml")
@@ -101,6 +103,44 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("name", help="the bot's name, a Python identifier, e.g. dice_roller")
     new.add_argument("--dir", default=".", help="the project folder (default: this one)")
     return parser
+
+
+def _ops_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ops-port", type=_port,
+                        help="serve /healthz, /readyz and /metrics on this port (overrides "
+                             "ops.port of bots.yaml; 0 picks a free one)")
+    parser.add_argument("--ops-host",
+                        help="the address of that endpoint (default: ops.host of bots.yaml, "
+                             "else 127.0.0.1)")
+
+
+def _ops_address(args: argparse.Namespace, config: BotsConfig) -> tuple[str, int] | None:
+    """Where the ops endpoint listens: ``ops:`` of bots.yaml, overridden by the options;
+    None (no endpoint) when neither asks for it."""
+    if config.ops is None and args.ops_port is None and args.ops_host is None:
+        return None
+    ops = config.ops or OpsConfig()
+    if args.ops_host is not None:
+        try:
+            ops = OpsConfig(host=args.ops_host, port=ops.port)
+        except ValueError:
+            raise ConfigError(f"--ops-host: {args.ops_host!r} is not a host name or IP "
+                              "address, e.g. 127.0.0.1") from None
+    return ops.host, ops.port if args.ops_port is None else args.ops_port
+
+
+def _with_ops(address: tuple[str, int] | None, get_runtime: Callable[[], Runtime | None],
+              run: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """``run``, with the ops endpoint serving around it when ``address`` is given."""
+    if address is None:
+        return run
+
+    async def run_with_ops() -> None:
+        from botkit.ops import serve_ops  # prometheus-client only when asked for
+
+        async with serve_ops(*address, get_runtime):
+            await run()
+    return run_with_ops
 
 
 def _port(text: str) -> int:
@@ -211,7 +251,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     log.debug("running %d bot(s) on %s (server API %s)", len(loaded),
               safe_url(config.xshathra.realtime_url), safe_url(config.xshathra.api_url))
     try:
-        asyncio.run(_until_signal(runtime.run, runtime.stop))
+        asyncio.run(_until_signal(_with_ops(_ops_address(args, config), lambda: runtime,
+                                            runtime.run), runtime.stop))
     except _SETUP_ERRORS:
         raise
     except BotkitError as exc:
@@ -249,7 +290,9 @@ def _cmd_dev(args: argparse.Namespace) -> int:
         print(f"Chat page: {dev.page_url}", flush=True)
 
     try:
-        asyncio.run(_until_signal(lambda: server.run(on_ready=ready), server.stop))
+        asyncio.run(_until_signal(_with_ops(_ops_address(args, config),
+                                            lambda: server.runtime,
+                                            lambda: server.run(on_ready=ready)), server.stop))
     except _SETUP_ERRORS:
         raise
     except BotkitError as exc:

@@ -30,6 +30,7 @@ from botkit.config._models import (
     StateConfig,
     XshathraConfig,
 )
+from botkit.config._ops import OpsConfig
 from botkit.config._schedules import ScheduleConfig
 from botkit.config._source import SourceMap
 
@@ -45,6 +46,7 @@ __all__ = [
     "ClusterConfig",
     "DevConfig",
     "LimitsConfig",
+    "OpsConfig",
     "RateLimitConfig",
     "RoomConfig",
     "ScheduleConfig",

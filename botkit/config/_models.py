@@ -34,6 +34,7 @@ from botkit.config._cluster import ClusterConfig
 from botkit.config._dev import DevConfig
 from botkit.config._durations import HandlerTimeout, TokenTtl, parse_duration
 from botkit.config._errors import describe, located
+from botkit.config._ops import OpsConfig
 from botkit.config._schedules import ScheduleConfig
 from botkit.config._source import SourceMap
 from botkit.errors import InvalidChannelError
@@ -326,6 +327,9 @@ class BotsConfig(_Section):
     dev: DevConfig = Field(default_factory=DevConfig,
                            description="a mapping like {port: 3001, rate_limit: {messages: 5, "
                                        "per: 10s}}")
+    ops: OpsConfig | None = Field(default=None,
+                                  description="a mapping like {host: 127.0.0.1, port: 9180}")
+    """The ops endpoint (/healthz, /readyz, /metrics); None: off."""
     _source: SourceMap = PrivateAttr(default_factory=lambda: SourceMap("<config>"))
 
     @field_validator("bots")

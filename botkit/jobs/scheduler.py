@@ -184,6 +184,8 @@ class _BotkitExecutor(BaseExecutor):  # type: ignore[misc]
                     log.warning("job %s missed its time %s by %s (beyond the %ss grace)",
                                 job.id, run_time.isoformat(), late, grace)
                     self._owner.missed += 1
+                    host = job.args[0]
+                    self._owner.missed_by_host[host] = self._owner.missed_by_host.get(host, 0) + 1
                     events.append(JobExecutionEvent(EVENT_JOB_MISSED, job.id,
                                                     job._jobstore_alias, run_time))
                     continue
@@ -215,6 +217,8 @@ class BotScheduler:
         self._hosts: dict[str, JobHost] = {}
         self._static: dict[tuple[str, str], ScheduleSpec] = {}
         self.missed = 0
+        self.missed_by_host: dict[str, int] = {}
+        """Bot name → fires missed beyond the grace (``missed`` counts them all)."""
         self.misfire_grace = misfire_grace
         self._closed = False
         self._executor = _BotkitExecutor(self)

@@ -111,6 +111,11 @@ class BotRunner:
     def services(self) -> BotServices:
         return self.core.services
 
+    @property
+    def lane_depth(self) -> int:
+        """Room events queued in the bot's lanes, not yet handled."""
+        return sum(lane.pending for lane in self._lanes.values())
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, grace: float) -> None:
@@ -229,6 +234,7 @@ class BotRunner:
     async def _on_state(self, event: ConnectionStateChanged) -> None:
         if event.state is ConnectionState.CONNECTED:
             if self._was_connected:
+                self.stats.reconnects += 1
                 # Joins and leaves are not recovered like publications: compare instead.
                 for lane in self._lanes.values():
                     lane.push(_Resync(announce=True))

@@ -249,7 +249,7 @@ class Runtime:
                 return
             assert self._new_runner is not None
             fresh = self._new_runner(loaded)
-            fresh.core.stats = runner.stats  # one bot, one set of counters across its runs
+            fresh.core.adopt(runner.core)  # one bot, one set of counters across its runs
             self.runners[name] = fresh
             status = BotStatus(BotPhase.STARTING, status.restarts + 1, reason)
 

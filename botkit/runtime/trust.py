@@ -84,4 +84,5 @@ class DropLog:
         self._reasons[reason] = _Reason(now)
         more = (f" ({unlogged} more {reason} envelope(s) dropped since the last such line)"
                 if unlogged else "")
-        self._log.warning("bot %s: %s%s", self._bot, message % args, more)
+        self._log.warning("bot %s: %s%s", self._bot, message % args, more,
+                          extra={"bot": self._bot})

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -95,7 +96,7 @@ class Transport:
         attempt = 0
         while True:
             try:
-                return parse(await self._attempt(method, body))
+                return parse(await self._timed_attempt(method, body))
             except (ApiUnavailableError, ApiReplyError) as exc:
                 if isinstance(exc, ApiMalformedReplyError):
                     self.stats.malformed_replies += 1
@@ -114,6 +115,23 @@ class Transport:
         log.warning("server API %s failed (%s); retry %d/%d in %.2fs",
                     method, why, attempt + 1, self.retries, delay)
         await asyncio.sleep(delay)
+
+    async def _timed_attempt(self, method: str, body: bytes) -> dict[str, Any]:
+        """One attempt, its outcome and duration counted in ``stats`` (per method)."""
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            reply = await self._attempt(method, body)
+            outcome = "ok"
+            return reply
+        except ApiUnavailableError:
+            outcome = "unavailable"
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            self.stats.request_done(method, outcome, time.perf_counter() - started)
 
     async def _attempt(self, method: str, body: bytes) -> dict[str, Any]:
         client = self._client

@@ -132,7 +132,7 @@ def test_public_api_is_pinned() -> None:
         "BotConfig", "BotsConfig", "Bounds", "CatchUpConfig", "ClusterConfig",
         "DEFAULT_HANDLER_TIMEOUT",
         "DEFAULT_LANE_QUEUE_SIZE", "DEFAULT_MAX_TEXT_LENGTH", "DEFAULT_STATE_PATH", "DevConfig",
-        "LimitsConfig", "RateLimitConfig", "RoomConfig",
+        "LimitsConfig", "OpsConfig", "RateLimitConfig", "RoomConfig",
         "ScheduleConfig", "SourceMap", "StateConfig", "XshathraConfig", "load_config",
         "parse_config", "parse_duration", "resolve_catch_up", "validate_settings",
     ]

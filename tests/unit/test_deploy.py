@@ -20,8 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "botkit.service"
 DOCKERFILE = ROOT / "Dockerfile"
 INSTALLED_AT = "/opt/botkit/bin/botkit"
-# The ops endpoint's options come with the other half of issue 13; until botkit has them, the
-# rest of a command line is still checked.
 OPS_OPTIONS = ("--ops-host", "--ops-port")
 
 
@@ -34,17 +32,7 @@ def _run_options() -> set[str]:
 
 def _botkit_args(argv: list[str]) -> argparse.Namespace:
     """``argv`` (after the program name) as botkit's parser reads it; fails on a bad option."""
-    if not set(OPS_OPTIONS) <= _run_options():
-        kept: list[str] = []
-        skip = False
-        for arg in argv:
-            if skip:
-                skip = False
-            elif arg in OPS_OPTIONS:
-                skip = True
-            else:
-                kept.append(arg)
-        argv = kept
+    assert set(OPS_OPTIONS) <= _run_options()
     return _parser().parse_args(argv)
 
 

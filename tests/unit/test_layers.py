@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "botkit"
 
 # Each layer may import itself and the layers listed for it (and the shared leaf modules).
-LEAVES = {"botkit.errors", "botkit.redact", "botkit.ulid", "botkit.tokens"}
+LEAVES = {"botkit.errors", "botkit.redact", "botkit.ulid", "botkit.tokens", "botkit.timings"}
 ALLOWED: dict[str, set[str]] = {
     "botkit.protocol": set(),
     "botkit.realtime": {"botkit.protocol"},
@@ -65,6 +65,14 @@ def test_nothing_below_the_cli_imports_dev() -> None:
              if module.startswith(NEVER_IMPORT_DEV) for imported in imported_set
              if _within(imported, "botkit.dev")}
     assert not wrong, f"runtime code imports the development tooling: {sorted(wrong)}"
+
+
+def test_only_the_cli_imports_the_ops_endpoint() -> None:
+    # The runtime keeps counters; reading them over HTTP is the operator's business, above it.
+    wrong = {(module, imported) for module, imported_set in _imports().items()
+             if not _within(module, "botkit.cli") and not _within(module, "botkit.ops")
+             for imported in imported_set if _within(imported, "botkit.ops")}
+    assert not wrong, f"only the CLI may import botkit.ops: {sorted(wrong)}"
 
 
 def test_import_botkit_loads_no_web_stack_and_no_sql_job_store() -> None:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.executors.base import BaseExecutor
@@ -43,9 +43,11 @@ from apscheduler.util import obj_to_ref, ref_to_obj
 
 from botkit.errors import PluginError, StateError
 from botkit.jobs.codec import JobRowError, loaded_reference
-from botkit.jobs.redis_store import RedisJobStore
 from botkit.jobs.store import SQLiteJobStore
 from botkit.ulid import new_ulid
+
+if TYPE_CHECKING:  # redis is the cluster extra: imported only when cluster: is set
+    from botkit.jobs.redis_store import RedisJobStore
 
 __all__ = [
     "BotScheduler",

@@ -87,3 +87,43 @@ async def test_a_cluster_run_with_redis_down_fails_naming_the_setting(
     assert code != 0, run.log()
     assert "cluster.redis_url" in run.log()
     assert PASSWORD not in run.log()
+
+
+TIMED = """\
+- name: timed
+  plugin: tests.plugins.timed
+  user_id: bot_timed
+  rooms: [lobby]
+"""
+
+
+@pytest.mark.server
+async def test_a_cluster_run_keeps_scheduled_jobs_in_redis_for_the_next_run(
+        centrifugo: LocalCentrifugo, redis_server: LocalRedis, tmp_path: Path) -> None:
+    project = new_project()
+    text = bots_yaml(centrifugo, TIMED, project_id=project)
+    config = tmp_path / "bots.yaml"
+    config.write_text(with_top_level(text, f"cluster: {{redis_url: '{redis_server.url}'}}\n"))
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        async with human(centrifugo, project, "lobby", "user_ivy") as ivy:
+            replies = Replies(ivy, "bot_timed")
+            async with botkit_run(config, centrifugo.api_key) as first:
+                await first.serving("timed")
+                await ivy.say("/later 4 kept")
+                await replies.until(lambda seen: "in 4s" in [r.get("text") for r in seen],
+                                    "the job scheduled")
+                assert await first.stop(signal.SIGTERM) == 0, first.log()
+            row = await client.hget(f"botkit:{project}:jobs", "timed:later:kept")
+            assert row is not None, "the job is not in Redis"
+            assert json.loads(row)["kwargs"]["text"] == "kept"
+            # Another process on the same Redis (a replica, or this one restarted) loads it
+            # and fires it.
+            async with botkit_run(config, centrifugo.api_key) as second:
+                await second.serving("timed")
+                await replies.until(lambda seen: "kept" in [r.get("text") for r in seen],
+                                    "the stored job fired by the second run", timeout=20)
+                assert await second.stop(signal.SIGTERM) == 0, second.log()
+            assert await client.hget(f"botkit:{project}:jobs", "timed:later:kept") is None
+    finally:
+        await client.aclose()

@@ -127,3 +127,44 @@ async def test_a_cluster_run_keeps_scheduled_jobs_in_redis_for_the_next_run(
             assert await client.hget(f"botkit:{project}:jobs", "timed:later:kept") is None
     finally:
         await client.aclose()
+
+
+@pytest.mark.server
+async def test_a_cluster_run_rides_out_a_redis_restart(
+        centrifugo: LocalCentrifugo, make_redis: Callable[[], LocalRedis],
+        tmp_path: Path) -> None:
+    server = make_redis()
+    url = await with_password(server)
+    project = new_project()
+    text = bots_yaml(centrifugo, REPLAYS, project_id=project)
+    config = tmp_path / "bots.yaml"
+    config.write_text(with_top_level(text, f"cluster: {{redis_url: '{url}'}}\n"))
+    key = f"botkit:{project}:state:botkit.positions:replays:lobby"
+
+    def said(word: str) -> Callable[[list[dict[str, object]]], bool]:
+        return lambda seen: word in [reply.get("text") for reply in seen]
+
+    async with human(centrifugo, project, "lobby", "user_ivy") as ivy:
+        replies = Replies(ivy, "bot_replays")
+        async with botkit_run(config, centrifugo.api_key) as run:
+            await run.serving("replays")
+            server.stop()
+            # Redis down: the bot still answers; its position can't be stored (logged once).
+            await ivy.say("/echo during")
+            await replies.until(said("during"), "the answer while Redis is down")
+            await run.wait_for("cannot store its rooms' positions")
+            server.start()  # empty (nothing persisted), without a password: set it again
+            await with_password(server)
+            await ivy.say("/echo after")
+            await replies.until(said("after"), "the answer after the restart")
+            await run.wait_for("storing its rooms' positions again")
+            assert await run.stop(signal.SIGTERM) == 0, run.log()
+    assert PASSWORD not in run.log()
+    assert run.count("cannot store its rooms' positions") == 1
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        row = await client.get(key)
+    finally:
+        await client.aclose()
+    assert row is not None
+    assert json.loads(row)["offset"] >= 4

@@ -50,12 +50,20 @@ log = logging.getLogger("botkit.runtime")
 
 
 class _Resync:
-    """Lane item: compare the room's presence with the server's after a (re)subscribe."""
+    """Lane item: compare the room's presence with the server's after a (re)subscribe.
+    ``done`` (the start's resyncs only) tells the runner the room's first look at presence is
+    over: until then, who joins is taken for someone already there."""
 
-    __slots__ = ("announce",)
+    __slots__ = ("announce", "done")
 
-    def __init__(self, announce: bool) -> None:
+    def __init__(self, announce: bool, done: asyncio.Future[None] | None = None) -> None:
         self.announce = announce
+        self.done = done
+
+
+# How long the start waits for every room's first presence check (and so for what catch-up
+# handles before it) before it calls the bot ready anyway.
+_FIRST_RESYNC_WAIT = 10.0
 
 
 # Subscribes and gaps go through the room's lane, in order with its publications: the lane's
@@ -144,6 +152,7 @@ class BotRunner:
                 since[self.channels[room]] = row.position
         # Every room at once: one message out, one round trip, however many rooms.
         outcomes = await self.client.subscribe_all(self.channels.values(), since=since)
+        first_resyncs: list[asyncio.Future[None]] = []
         for room, channel in self.channels.items():
             error = outcomes[channel]
             if isinstance(error, RealtimeTimeoutError):
@@ -156,7 +165,13 @@ class BotRunner:
                 continue
             elif error is not None:
                 raise error  # the client ended (closed, or refused for good)
-            await self._lanes[channel].put(_Resync(announce=stored[room].present is not None))
+            first = asyncio.get_running_loop().create_future()
+            first_resyncs.append(first)
+            await self._lanes[channel].put(
+                _Resync(announce=stored[room].present is not None, done=first))
+        # Ready once each room knows who is in it: a person joining from then on is greeted.
+        if first_resyncs:
+            await asyncio.wait(first_resyncs, timeout=_FIRST_RESYNC_WAIT)
         await self.core.start()
         self.ready.set()
         log.info("bot %s serving %d room(s) as %s", self.config.name, len(self.channels),
@@ -288,7 +303,11 @@ class BotRunner:
             elif isinstance(item, Left):
                 await core.handle_leave(room, item.info)
             else:
-                await core.resync(room, announce=item.announce)
+                try:
+                    await core.resync(room, announce=item.announce)
+                finally:
+                    if item.done is not None and not item.done.done():
+                        item.done.set_result(None)
             if flow.dropping and flow.drained():
                 await refill()
         return handle

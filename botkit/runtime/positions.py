@@ -15,22 +15,33 @@ the server drops the replies to it as repeats (same idempotency keys), but handl
 
 The rows live in the store's ``botkit.positions`` namespace, one key per bot and room (a bot's
 own ``ctx.state`` namespace is its name, which cannot contain a dot).
+
+Replicas (``cluster:``): the store is Redis, shared, and a room's row is written by the replica
+holding the room's lease with that lease's fencing token (:attr:`Positions.fence`, a function of
+the room: the token, or None to write unfenced). The store refuses a write carrying a lower
+token than one already written, so a replica that lost the lease (paused, cut off) can never
+move the position back; such a refusal is logged once, and the room is not written again by
+this replica until it holds a newer token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from botkit.errors import BotkitError
 from botkit.protocol.types import StreamPosition
 from botkit.runtime.presence import RoomPresence
+from botkit.state.base import FencedStateStore
 from botkit.state.store import StateStore
 
-__all__ = ["FLUSH_INTERVAL", "NAMESPACE", "Positions", "RoomCursor", "Stored"]
+__all__ = ["FLUSH_INTERVAL", "NAMESPACE", "FenceProvider", "Positions", "RoomCursor", "Stored"]
+
+FenceProvider = Callable[[str], int | None]
+"""A room's current fencing token (the lease's), or None to write without one."""
 
 log = logging.getLogger("botkit.runtime")
 
@@ -67,12 +78,17 @@ class Stored:
 class Positions:
     """One bot's cursors and their rows in the state store."""
 
-    __slots__ = ("_bot", "_closed", "_failing", "_presence", "_saved", "_store", "_writer",
-                 "cursors", "owned", "pending")
+    __slots__ = ("_bot", "_closed", "_failing", "_fenced_out", "_presence", "_saved", "_store",
+                 "_writer", "cursors", "fence", "owned", "pending")
 
     def __init__(self, store: StateStore | None, bot: str, rooms: list[str],
-                 presence: Mapping[str, RoomPresence]) -> None:
+                 presence: Mapping[str, RoomPresence], *,
+                 fence: FenceProvider | None = None) -> None:
         self._store = store
+        self.fence = fence
+        """Each room's fencing token, for a store that takes one (see the module's docstring);
+        may be set after construction."""
+        self._fenced_out: dict[str, int] = {}  # room -> the token a write was refused with
         self._bot = bot
         self._presence = presence
         self.cursors = {room: RoomCursor() for room in rooms}
@@ -186,7 +202,8 @@ class Positions:
                 row = self._row(room, cursor)
                 if row is None or row == self._saved.get(room):
                     continue
-                await self._store.set(NAMESPACE, self._key(room), row)
+                if not await self._write(room, row):
+                    continue
                 self._saved[room] = row
         except BotkitError as exc:
             if not self._failing:
@@ -198,6 +215,23 @@ class Positions:
             log.info("bot %s: storing its rooms' positions again", self._bot)
         self._failing = False
 
+    async def _write(self, room: str, row: dict[str, Any]) -> bool:
+        """Write ``room``'s row, fenced when the store and the room have a token; False if
+        the store refused it (a newer lease holder wrote)."""
+        assert self._store is not None
+        fence = self.fence(room) if self.fence is not None else None
+        if fence is None or not isinstance(self._store, FencedStateStore):
+            await self._store.set(NAMESPACE, self._key(room), row)
+            return True
+        if self._fenced_out.get(room) == fence:
+            return False  # refused with this token already: it will not be taken now
+        if await self._store.set_fenced(NAMESPACE, self._key(room), row, fence):
+            self._fenced_out.pop(room, None)
+            return True
+        self._fenced_out[room] = fence
+        log.warning("bot %s: room %s's position was not stored: another replica holds a newer "
+                    "lease of the room (fencing token %d is stale)", self._bot, room, fence)
+        return False
 
 
 def _parse(value: Any) -> Stored:

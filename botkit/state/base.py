@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from typing import Any, Protocol, Self, TypeAlias
+from typing import Any, Protocol, Self, TypeAlias, runtime_checkable
 
 from botkit.errors import StateError
 
-__all__ = ["MAX_KEY_LENGTH", "Clock", "JsonValue", "StateStore", "StoreBase", "add",
-           "check_amount", "check_key", "decode", "encode", "expired", "expiry"]
+__all__ = ["MAX_KEY_LENGTH", "Clock", "FencedStateStore", "JsonValue", "StateStore",
+           "StoreBase", "add", "check_amount", "check_key", "decode", "encode", "expired", "expiry"]
 
 # Any, not a recursive union: dict and list are invariant, so a dict[str, int] would not be
 # accepted where a dict[str, JSON] is expected. Values are checked at run time instead.
@@ -37,6 +37,19 @@ class StateStore(Protocol):
     async def incr(self, namespace: str, key: str, amount: int = 1, *,
                    ttl: float | None = None) -> int: ...
     async def keys(self, namespace: str, prefix: str = "") -> list[str]: ...
+
+
+@runtime_checkable
+class FencedStateStore(StateStore, Protocol):
+    """A backend shared by replicas, which can refuse a stale writer's write.
+
+    ``set_fenced`` sets ``key`` (no expiry) unless a higher fencing token than ``fence`` was
+    written for it before, and says whether it wrote. A lease holder's token is higher than
+    every earlier holder's, so a replica that lost the lease can't undo the new holder's
+    writes (the Redis backend; SQLite has one process, and needs no fence)."""
+
+    async def set_fenced(self, namespace: str, key: str, value: JsonValue,
+                         fence: int) -> bool: ...
 
 
 # --- checks shared by both backends -----------------------------------------------------------

@@ -10,7 +10,8 @@ take the rooms at their next round instead of after ``lease_ttl``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from botkit.config import ClusterConfig
@@ -18,7 +19,21 @@ from botkit.errors import ConfigError
 from botkit.runtime.cluster import Coordinator, Unit
 from botkit.runtime.runner import BotRunner
 
-__all__ = ["Replicas", "open_redis"]
+__all__ = ["Replicas", "cluster_state", "open_redis"]
+
+
+@contextlib.asynccontextmanager
+async def cluster_state(cluster: ClusterConfig, project: str) -> AsyncIterator[Any]:
+    """The state store every replica shares (Redis), open; closed with its client."""
+    from botkit.state.redis import RedisStateStore
+    from botkit.state.redis import open_redis as open_state_redis
+    client = open_state_redis(cluster)
+    try:
+        async with RedisStateStore(client, project, url=cluster.redis_url.get_secret_value()
+                                   ) as store:
+            yield store
+    finally:
+        await client.aclose()
 
 
 def open_redis(cluster: ClusterConfig) -> Any:
@@ -47,6 +62,10 @@ class Replicas:
     def holds(self, bot: str, room: str) -> bool:
         return self.coordinator.holds(bot, room)
 
+    def fence(self, bot: str, room: str) -> int | None:
+        """The fencing token of the lease held on (bot, room), for the positions' writes."""
+        return self.coordinator.book.fences.get(Unit(bot, room))
+
     def fires(self, bot: str, room: str | None) -> bool:
         """Whether a job of ``bot`` (for ``room``, or for the bot as a whole) fires here: on
         the owner of its room, or of the bot's first room."""
@@ -62,6 +81,7 @@ class Replicas:
     async def _take(self, unit: Unit, fence: int) -> None:
         runner = self._runners[unit.bot]
         await runner.ready.wait()
+        runner.positions.fence = lambda room, bot=unit.bot: self.fence(bot, room)
         await runner.take(unit.room)
 
     async def _lose(self, unit: Unit, hand_over: bool) -> None:

@@ -33,7 +33,7 @@ from botkit.config import BotConfig, BotsConfig, validate_settings
 from botkit.errors import BotkitError, TerminalDisconnectError
 from botkit.jobs.scheduler import BotScheduler
 from botkit.runtime.plugins import load_configured_plugin
-from botkit.runtime.replicas import Replicas
+from botkit.runtime.replicas import Replicas, cluster_state
 from botkit.runtime.runner import BotRunner, BotStats, LoadedBot, static_schedules
 from botkit.serverapi.client import ServerApi
 from botkit.state.store import StateStore, open_state_store
@@ -151,7 +151,9 @@ class Runtime:
     async def run(self) -> None:
         """Serve until :meth:`stop`; after shutting down, raise the error of a bot that could
         not start (the only failure that ends the runtime; later ones are each bot's own)."""
-        async with open_state_store(self.config) as store:
+        cluster = self.config.cluster
+        async with (cluster_state(cluster, self.config.xshathra.project_id)
+                    if cluster is not None else open_state_store(self.config)) as store:
             await self._run_with(store)
         if self._failures:
             raise self._failures[0]

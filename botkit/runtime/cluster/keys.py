@@ -1,7 +1,8 @@
 """Where the replicas of one project meet in Redis: the names of their keys.
 
-Everything of a project lives under ``botkit:{project}:`` (the braces make it one hash slot on a
-Redis Cluster, so the Lua scripts may touch a lease and its fence counter together):
+Everything of a project lives under ``botkit:{project}:``, beside the shared state store's keys
+(one Redis, or a Sentinel-managed primary; not a Redis Cluster, where a lease and its fence
+counter could sit on different nodes):
 
 * ``replicas:{replica_id}``: a replica's heartbeat (PX lease_ttl), its value the units it holds;
 * ``lease:{bot}/{room}``: the lease of one unit, ``{replica_id}:{fence}`` (PX lease_ttl);
@@ -37,7 +38,7 @@ class ClusterKeys:
 
     @property
     def prefix(self) -> str:
-        return f"botkit:{{{self.project}}}:"
+        return f"botkit:{self.project}:"
 
     def replica(self, replica_id: str) -> str:
         return f"{self.prefix}replicas:{replica_id}"

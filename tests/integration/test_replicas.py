@@ -1,0 +1,140 @@
+"""Replicas on Redis (issue 12), with real ``botkit run`` processes, a real Redis and real
+signals: two replicas share six rooms, each command is answered exactly once, a replica killed
+(SIGKILL) or paused (SIGSTOP) hands its rooms to the other within the lease, a job fires once
+cluster-wide and a person joining is greeted once.
+
+Leases are short (``lease_ttl: 1s``) to keep the tests fast; every wait is bounded and every
+process is killed at the end, whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from botkit.dev.localserver import LocalCentrifugo
+from tests.support.botkit_run import BotkitRun, botkit_run, with_top_level
+from tests.support.humans import Human, human
+from tests.support.redis_server import LocalRedis
+from tests.support.runtime_support import bots_yaml, new_project
+
+ROOMS = [f"room{index}" for index in range(6)]
+TTL = 1.0
+REPLAYS = f"""\
+- name: replays
+  plugin: tests.plugins.replays
+  user_id: bot_replays
+  rooms: [{", ".join(ROOMS)}]
+"""
+
+
+def replica_config(tmp_path: Path, server: LocalCentrifugo, redis: LocalRedis, bots: str, *,
+                   project: str, replica: str, ttl: float = TTL) -> Path:
+    """bots.yaml of one replica: the shared Redis, its own name and its own job file."""
+    text = bots_yaml(server, bots, project_id=project,
+                     state_path=str(tmp_path / f"{replica}.sqlite"))
+    config = tmp_path / f"{replica}.yaml"
+    config.write_text(with_top_level(text, f"cluster: {{redis_url: '{redis.url}', "
+                                           f"lease_ttl: {ttl}s, replica_id: {replica}}}"))
+    return config
+
+
+def held(run: BotkitRun, replica: str) -> int:
+    """How many units ``replica`` holds, by its log."""
+    return (run.count(f"replica {replica} takes ") - run.count(f"replica {replica} hands over ")
+            - run.count(f"replica {replica} loses "))
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"not within {timeout}s: {what}") from None
+
+
+class Rooms:
+    """One person in each room, reading everything the bot says there."""
+
+    def __init__(self, people: dict[str, Human], bot_user: str) -> None:
+        self.people = people
+        self.bot_user = bot_user
+        self.replies: Counter[str] = Counter()  # the command's id -> answers seen
+        self._readers: list[asyncio.Task[None]] = []
+
+    async def _read(self, person: Human) -> None:
+        while True:
+            data = await person.inbox.get()
+            if data.get("senderId") == self.bot_user:
+                self.replies[str(data.get("replyTo"))] += 1
+
+    def start(self) -> None:
+        self._readers = [asyncio.create_task(self._read(person))
+                         for person in self.people.values()]
+
+    async def stop(self) -> None:
+        for reader in self._readers:
+            reader.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+
+    async def answered(self, sent: list[str], timeout: float) -> None:
+        await until(lambda: all(self.replies[ident] for ident in sent),
+                    f"every one of {len(sent)} commands answered "
+                    f"({sum(1 for ident in sent if self.replies[ident])} were)", timeout)
+
+
+@contextlib.asynccontextmanager
+async def people(server: LocalCentrifugo, project: str) -> AsyncIterator[Rooms]:
+    async with contextlib.AsyncExitStack() as stack:
+        found = {room: await stack.enter_async_context(
+            human(server, project, room, f"user_{room}")) for room in ROOMS}
+        rooms = Rooms(found, "bot_replays")
+        rooms.start()
+        try:
+            yield rooms
+        finally:
+            await rooms.stop()
+
+
+async def two_replicas_balanced(a: BotkitRun, b: BotkitRun) -> None:
+    await until(lambda: held(a, "a") + held(b, "b") == len(ROOMS) and held(a, "a") == 3
+                and held(b, "b") == 3, "both replicas hold 3 rooms each", 20.0)
+
+
+@pytest.mark.server
+async def test_two_replicas_answer_300_commands_across_6_rooms_exactly_once(
+        make_centrifugo: Callable[..., LocalCentrifugo], redis_server: LocalRedis,
+        tmp_path: Path) -> None:
+    server = make_centrifugo(history_size=1000, history_ttl="600s")
+    project = new_project()
+    configs = [replica_config(tmp_path, server, redis_server, REPLAYS, project=project,
+                              replica=name) for name in ("a", "b")]
+    async with people(server, project) as rooms, \
+            botkit_run(configs[0], server.api_key) as a:
+        await a.serving("replays")
+        await until(lambda: held(a, "a") == 6, "replica a alone holds the 6 rooms", 15.0)
+        async with botkit_run(configs[1], server.api_key) as b:
+            await b.serving("replays")
+            await two_replicas_balanced(a, b)
+            sent = []
+            for index in range(300):
+                room = ROOMS[index % len(ROOMS)]
+                sent.append(await rooms.people[room].say(f"/echo c{index:03d}"))
+            await rooms.answered(sent, 30.0)
+            await asyncio.sleep(1.0)  # a second answer to anything would show by now
+            assert await b.stop(signal.SIGTERM) == 0, b.log()
+        assert await a.stop(signal.SIGTERM) == 0, a.log()
+    twice = {ident: count for ident, count in rooms.replies.items() if count > 1}
+    assert not twice, twice
+    assert all(rooms.replies[ident] == 1 for ident in sent)
+    # Both held units while the commands came, and said so in the log.
+    assert a.count("replica a takes ") >= 3 and b.count("replica b takes ") >= 3

@@ -138,3 +138,46 @@ async def test_two_replicas_answer_300_commands_across_6_rooms_exactly_once(
     assert all(rooms.replies[ident] == 1 for ident in sent)
     # Both held units while the commands came, and said so in the log.
     assert a.count("replica a takes ") >= 3 and b.count("replica b takes ") >= 3
+
+
+async def stream(rooms: Rooms, count: int, pause: float, sent: list[str]) -> None:
+    """``count`` commands round the rooms, one each ``pause`` seconds."""
+    for index in range(count):
+        room = ROOMS[index % len(ROOMS)]
+        sent.append(await rooms.people[room].say(f"/echo s{index:03d}"))
+        await asyncio.sleep(pause)
+
+
+@pytest.mark.server
+async def test_sigkill_of_a_replica_mid_stream_moves_its_rooms_within_the_lease(
+        make_centrifugo: Callable[..., LocalCentrifugo], redis_server: LocalRedis,
+        tmp_path: Path) -> None:
+    server = make_centrifugo(history_size=1000, history_ttl="600s")
+    project = new_project()
+    configs = [replica_config(tmp_path, server, redis_server, REPLAYS, project=project,
+                              replica=name) for name in ("a", "b")]
+    async with people(server, project) as rooms, \
+            botkit_run(configs[0], server.api_key) as a, \
+            botkit_run(configs[1], server.api_key) as b:
+        await a.serving("replays")
+        await b.serving("replays")
+        await two_replicas_balanced(a, b)
+        sent: list[str] = []
+        sender = asyncio.create_task(stream(rooms, 240, 0.02, sent))
+        try:
+            await until(lambda: len(sent) >= 80, "80 commands sent", 20.0)
+            assert await b.stop(signal.SIGKILL) == -signal.SIGKILL
+            killed = time.monotonic()
+            await until(lambda: held(a, "a") == 6, "replica a takes the 6 rooms", 10.0)
+            moved = time.monotonic() - killed
+            await sender
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+        await rooms.answered(sent, 30.0)
+        await asyncio.sleep(1.0)  # a second answer to anything would show by now
+        assert await a.stop(signal.SIGTERM) == 0, a.log()
+    assert moved <= TTL + 2.0, moved
+    twice = {ident: count for ident, count in rooms.replies.items() if count > 1}
+    assert not twice, twice
+    assert a.count("replica a loses ") == 0  # nothing was taken from the survivor

@@ -181,3 +181,87 @@ async def test_sigkill_of_a_replica_mid_stream_moves_its_rooms_within_the_lease(
     twice = {ident: count for ident, count in rooms.replies.items() if count > 1}
     assert not twice, twice
     assert a.count("replica a loses ") == 0  # nothing was taken from the survivor
+
+
+class PositionWatch:
+    """Reads every room's stored position from Redis, again and again: any offset lower than
+    one read before (in the same epoch) is a position moved backwards."""
+
+    def __init__(self, redis: LocalRedis, project: str) -> None:
+        from botkit.config import ClusterConfig
+        from botkit.state.redis import RedisStateStore, open_redis
+        self._client = open_redis(ClusterConfig.model_validate({"redis_url": redis.url}))
+        self._store = RedisStateStore(self._client, project)
+        self.highest: dict[str, tuple[str, int]] = {}
+        self.backwards: list[tuple[str, int, int]] = []
+        self.reads = 0
+
+    async def run(self) -> None:
+        from botkit.runtime.positions import NAMESPACE
+        await self._store.open()
+        while True:
+            for room in ROOMS:
+                row: Any = await self._store.get(NAMESPACE, f"replays:{room}")
+                if not isinstance(row, dict):
+                    continue
+                epoch, offset = row["epoch"], row["offset"]
+                seen = self.highest.get(room)
+                if seen is not None and seen[0] == epoch and offset < seen[1]:
+                    self.backwards.append((room, seen[1], offset))
+                if seen is None or seen[0] != epoch or offset > seen[1]:
+                    self.highest[room] = (epoch, offset)
+            self.reads += 1
+            await asyncio.sleep(0.05)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+@pytest.mark.server
+async def test_a_replica_paused_past_its_lease_answers_nothing_twice_nor_moves_back(
+        make_centrifugo: Callable[..., LocalCentrifugo], redis_server: LocalRedis,
+        tmp_path: Path) -> None:
+    server = make_centrifugo(history_size=1000, history_ttl="600s")
+    project = new_project()
+    configs = [replica_config(tmp_path, server, redis_server, REPLAYS, project=project,
+                              replica=name) for name in ("a", "b")]
+    watch = PositionWatch(redis_server, project)
+    watcher = asyncio.create_task(watch.run())
+    try:
+        async with people(server, project) as rooms, \
+                botkit_run(configs[0], server.api_key) as a, \
+                botkit_run(configs[1], server.api_key) as b:
+            await a.serving("replays")
+            await b.serving("replays")
+            await two_replicas_balanced(a, b)
+            assert b.process is not None
+            sent: list[str] = []
+            sender = asyncio.create_task(stream(rooms, 300, 0.02, sent))
+            try:
+                await until(lambda: len(sent) >= 60, "60 commands sent", 20.0)
+                b.process.send_signal(signal.SIGSTOP)
+                try:
+                    await until(lambda: held(a, "a") == 6, "replica a takes the 6 rooms",
+                                TTL + 3.0)
+                    await asyncio.sleep(2 * TTL)  # well past b's lease
+                finally:
+                    b.process.send_signal(signal.SIGCONT)
+                await b.wait_for("replica b loses ", timeout=10.0)
+                await sender
+            finally:
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+            await rooms.answered(sent, 30.0)
+            await two_replicas_balanced(a, b)  # b takes its share again
+            await asyncio.sleep(1.0)
+            assert await b.stop(signal.SIGTERM) == 0, b.log()
+            assert await a.stop(signal.SIGTERM) == 0, a.log()
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher  # its own failure shows
+        await watch.aclose()
+    twice = {ident: count for ident, count in rooms.replies.items() if count > 1}
+    assert not twice, twice
+    assert watch.reads > 20 and len(watch.highest) == len(ROOMS)
+    assert not watch.backwards, watch.backwards

@@ -265,3 +265,75 @@ async def test_a_replica_paused_past_its_lease_answers_nothing_twice_nor_moves_b
     assert not twice, twice
     assert watch.reads > 20 and len(watch.highest) == len(ROOMS)
     assert not watch.backwards, watch.backwards
+
+
+PROBE = f"""\
+- name: probe
+  plugin: tests.plugins.cluster_probe
+  user_id: bot_probe
+  rooms: [{", ".join(ROOMS)}]
+"""
+
+
+async def shared_counter(redis: LocalRedis, project: str, key: str) -> int:
+    from botkit.config import ClusterConfig
+    from botkit.state.redis import RedisStateStore, open_redis
+    client = open_redis(ClusterConfig.model_validate({"redis_url": redis.url}))
+    try:
+        async with RedisStateStore(client, project) as store:
+            value = await store.get("probe", key, 0)
+    finally:
+        await client.aclose()
+    assert isinstance(value, int), value
+    return value
+
+
+@pytest.mark.server
+async def test_a_job_across_two_replicas_fires_once_cluster_wide(
+        centrifugo: LocalCentrifugo, redis_server: LocalRedis, tmp_path: Path) -> None:
+    project = new_project()
+    configs = [replica_config(tmp_path, centrifugo, redis_server, PROBE, project=project,
+                              replica=name) for name in ("a", "b")]
+    async with human(centrifugo, project, "room3", "user_ivy") as ivy, \
+            botkit_run(configs[0], centrifugo.api_key) as a, \
+            botkit_run(configs[1], centrifugo.api_key) as b:
+        await a.serving("probe")
+        await b.serving("probe")
+        await until(lambda: held(a, "a") == 3 and held(b, "b") == 3,
+                    "both replicas hold 3 rooms each", 20.0)
+        began = time.monotonic()
+        ticks = await ivy.quiet_from("bot_probe", 10.0)
+        assert await b.stop(signal.SIGTERM) == 0, b.log()
+        assert await a.stop(signal.SIGTERM) == 0, a.log()
+        elapsed = time.monotonic() - began
+    counts = [int(str(tick["text"]).split()[1]) for tick in ticks]
+    # Consecutive: no fire ran twice (its second run would have counted, and been absorbed).
+    assert counts == list(range(counts[0], counts[0] + len(counts))), counts
+    assert 4 <= len(counts) <= 6, counts
+    fires = await shared_counter(redis_server, project, "tick-fires")
+    everywhere = await shared_counter(redis_server, project, "everywhere-fires")
+    # A job without rooms fires in each of the bot's 6 rooms, each on the room's owner only
+    # (a fire on each replica would double it).
+    assert fires * 6 - 6 <= everywhere <= fires * 6 + 6, (everywhere, fires, elapsed)
+
+
+@pytest.mark.server
+async def test_a_person_joining_a_room_served_by_two_replicas_is_greeted_once(
+        centrifugo: LocalCentrifugo, redis_server: LocalRedis, tmp_path: Path) -> None:
+    project = new_project()
+    configs = [replica_config(tmp_path, centrifugo, redis_server, PROBE, project=project,
+                              replica=name) for name in ("a", "b")]
+    async with human(centrifugo, project, "room2", "user_watcher") as watcher, \
+            botkit_run(configs[0], centrifugo.api_key) as a, \
+            botkit_run(configs[1], centrifugo.api_key) as b:
+        await a.serving("probe")
+        await b.serving("probe")
+        await until(lambda: held(a, "a") == 3 and held(b, "b") == 3,
+                    "both replicas hold 3 rooms each", 20.0)
+        async with human(centrifugo, project, "room2", "user_ann"):
+            greetings = await watcher.quiet_from("bot_probe", 4.0)
+        assert await b.stop(signal.SIGTERM) == 0, b.log()
+        assert await a.stop(signal.SIGTERM) == 0, a.log()
+    texts = [str(greeting["text"]) for greeting in greetings]
+    assert texts == ["hello user_ann #1"], texts
+    assert await shared_counter(redis_server, project, "greeted:room2:user_ann") == 1

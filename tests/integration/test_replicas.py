@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -21,10 +23,11 @@ from typing import Any
 import pytest
 
 from botkit.dev.localserver import LocalCentrifugo
-from tests.support.botkit_run import BotkitRun, botkit_run, with_top_level
+from tests.support.botkit_run import ROOT, BotkitRun, botkit_run, with_top_level
 from tests.support.humans import Human, human
 from tests.support.redis_server import LocalRedis
 from tests.support.runtime_support import bots_yaml, new_project
+from tests.support.waits import eventually
 
 ROOMS = [f"room{index}" for index in range(6)]
 TTL = 1.0
@@ -54,12 +57,7 @@ def held(run: BotkitRun, replica: str) -> int:
 
 
 async def until(condition: Callable[[], bool], what: str, timeout: float) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"not within {timeout}s: {what}") from None
+    await eventually(condition, what, timeout=timeout)
 
 
 class Rooms:
@@ -105,6 +103,23 @@ async def people(server: LocalCentrifugo, project: str) -> AsyncIterator[Rooms]:
             await rooms.stop()
 
 
+async def botkit_status(config: Path, key: str) -> tuple[int, str]:
+    """``botkit status -c config``: its exit code and output."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "botkit", "status", "-c", str(config), cwd=ROOT,
+        env={**os.environ, "TEST_KEY": key, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        async with asyncio.timeout(30.0):
+            output, _ = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
 async def two_replicas_balanced(a: BotkitRun, b: BotkitRun) -> None:
     await until(lambda: held(a, "a") + held(b, "b") == len(ROOMS) and held(a, "a") == 3
                 and held(b, "b") == 3, "both replicas hold 3 rooms each", 20.0)
@@ -125,6 +140,11 @@ async def test_two_replicas_answer_300_commands_across_6_rooms_exactly_once(
         async with botkit_run(configs[1], server.api_key) as b:
             await b.serving("replays")
             await two_replicas_balanced(a, b)
+            code, status = await botkit_status(configs[0], server.api_key)
+            assert code == 0, status
+            assert "2 replica(s), 6 unit(s)" in status
+            assert "replica a: 3 unit(s)" in status
+            assert "replica b: 3 unit(s)" in status
             sent = []
             for index in range(300):
                 room = ROOMS[index % len(ROOMS)]
@@ -137,7 +157,8 @@ async def test_two_replicas_answer_300_commands_across_6_rooms_exactly_once(
     assert not twice, twice
     assert all(rooms.replies[ident] == 1 for ident in sent)
     # Both held units while the commands came, and said so in the log.
-    assert a.count("replica a takes ") >= 3 and b.count("replica b takes ") >= 3
+    assert a.count("replica a takes ") >= 3
+    assert b.count("replica b takes ") >= 3
 
 
 async def stream(rooms: Rooms, count: int, pause: float, sent: list[str]) -> None:
@@ -263,7 +284,8 @@ async def test_a_replica_paused_past_its_lease_answers_nothing_twice_nor_moves_b
         await watch.aclose()
     twice = {ident: count for ident, count in rooms.replies.items() if count > 1}
     assert not twice, twice
-    assert watch.reads > 20 and len(watch.highest) == len(ROOMS)
+    assert watch.reads > 20
+    assert len(watch.highest) == len(ROOMS)
     assert not watch.backwards, watch.backwards
 
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.executors.base import BaseExecutor
@@ -45,6 +45,9 @@ from botkit.errors import PluginError, StateError
 from botkit.jobs.codec import JobRowError, loaded_reference
 from botkit.jobs.store import SQLiteJobStore
 from botkit.ulid import new_ulid
+
+if TYPE_CHECKING:  # redis is the cluster extra: imported only when cluster: is set
+    from botkit.jobs.redis_store import RedisJobStore
 
 __all__ = [
     "BotScheduler",
@@ -211,14 +214,18 @@ class _BotkitExecutor(BaseExecutor):  # type: ignore[misc]
 class BotScheduler:
     """One scheduler for all bots of a runtime."""
 
-    def __init__(self, *, store_path: Path | None, misfire_grace: float = 300.0) -> None:
+    def __init__(self, *, store_path: Path | None, misfire_grace: float = 300.0,
+                 job_store: RedisJobStore | None = None) -> None:
+        """Jobs of ``ctx.schedule`` are stored in ``job_store`` (replicas: Redis) if given,
+        else in the SQLite file ``store_path``, else only in memory."""
         self._hosts: dict[str, JobHost] = {}
         self._static: dict[tuple[str, str], ScheduleSpec] = {}
         self.missed = 0
         self.misfire_grace = misfire_grace
         self._closed = False
         self._executor = _BotkitExecutor(self)
-        self._stored = SQLiteJobStore(store_path) if store_path is not None else None
+        self._stored: SQLiteJobStore | RedisJobStore | None = job_store or (
+            SQLiteJobStore(store_path) if store_path is not None else None)
         dynamic = self._stored if self._stored is not None else MemoryJobStore()
         self._scheduler = AsyncIOScheduler(
             timezone=UTC,

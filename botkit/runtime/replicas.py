@@ -10,8 +10,7 @@ take the rooms at their next round instead of after ``lease_ttl``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from botkit.config import ClusterConfig
@@ -19,21 +18,7 @@ from botkit.errors import ConfigError
 from botkit.runtime.cluster import Coordinator, Unit
 from botkit.runtime.runner import BotRunner
 
-__all__ = ["Replicas", "cluster_state", "open_redis"]
-
-
-@contextlib.asynccontextmanager
-async def cluster_state(cluster: ClusterConfig, project: str) -> AsyncIterator[Any]:
-    """The state store every replica shares (Redis), open; closed with its client."""
-    from botkit.state.redis import RedisStateStore
-    from botkit.state.redis import open_redis as open_state_redis
-    client = open_state_redis(cluster)
-    try:
-        async with RedisStateStore(client, project, url=cluster.redis_url.get_secret_value()
-                                   ) as store:
-            yield store
-    finally:
-        await client.aclose()
+__all__ = ["Replicas", "open_redis"]
 
 
 def open_redis(cluster: ClusterConfig) -> Any:

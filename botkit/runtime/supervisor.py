@@ -5,7 +5,8 @@ published through the server API — and a shutdown that loses nothing.
 Start order: state store → API client → bots (connect, subscribe, on_start) → scheduler.
 Shutdown order (fixed, each step bounded by the grace period): stop firing jobs (fires under way
 finish) → stop taking envelopes (close the realtime connections) → finish what the lanes hold →
-on_stop hooks → flush pending replies through the API → close the job store and the state store.
+on_stop hooks → flush pending replies through the API → close the job store and the state store
+→ (replicas) close the Redis client.
 
 Failures are per bot. A bot that cannot start (the server refuses its token, say) is a mistake
 in the configuration, and ends the runtime with its error before anything is served. Once a
@@ -26,17 +27,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botkit.bot import Bot
 from botkit.config import BotConfig, BotsConfig, validate_settings
 from botkit.errors import BotkitError, TerminalDisconnectError
 from botkit.jobs.scheduler import BotScheduler
 from botkit.runtime.plugins import load_configured_plugin
-from botkit.runtime.replicas import Replicas, cluster_state
+from botkit.runtime.replicas import Replicas
 from botkit.runtime.runner import BotRunner, BotStats, LoadedBot, static_schedules
 from botkit.serverapi.client import ServerApi
-from botkit.state.store import StateStore, open_state_store
+
+if TYPE_CHECKING:  # redis is the cluster extra: imported only when cluster: is set
+    from redis.asyncio import Redis
+from botkit.runtime.storage import Storage, open_storage
 
 __all__ = ["BotPhase", "BotRunner", "BotStats", "BotStatus", "LoadedBot", "Runtime", "load_bot",
            "load_bots"]
@@ -129,6 +133,9 @@ class Runtime:
     _new_runner: Callable[[LoadedBot], BotRunner] | None = field(default=None, init=False)
     replicas: Replicas | None = field(default=None, init=False)
     """With ``cluster:``: this replica's leases (which rooms it serves)."""
+    redis: Redis | None = field(default=None, init=False)
+    """With ``cluster:``: the process's ``redis.asyncio.Redis`` client while :meth:`run` runs
+    (closed after the stores), for what else replicas share; None otherwise."""
 
     def status(self, name: str) -> BotStatus:
         """Where bot ``name`` is: starting, serving, restarting (and why) or stopped."""
@@ -151,19 +158,20 @@ class Runtime:
     async def run(self) -> None:
         """Serve until :meth:`stop`; after shutting down, raise the error of a bot that could
         not start (the only failure that ends the runtime; later ones are each bot's own)."""
-        cluster = self.config.cluster
-        async with (cluster_state(cluster, self.config.xshathra.project_id)
-                    if cluster is not None else open_state_store(self.config)) as store:
-            await self._run_with(store)
+        async with open_storage(self.config) as storage:
+            self.redis = storage.redis
+            try:
+                await self._run_with(storage)
+            finally:
+                self.redis = None
         if self._failures:
             raise self._failures[0]
 
-    async def _run_with(self, store: StateStore) -> None:
+    async def _run_with(self, storage: Storage) -> None:
         xshathra = self.config.xshathra
-        state = self.config.state
-        self.scheduler = BotScheduler(
-            store_path=state.path if state.backend == "sqlite" else None,
-            misfire_grace=self.misfire_grace)
+        store = storage.state
+        self.scheduler = BotScheduler(store_path=storage.jobs_path, job_store=storage.job_store,
+                                      misfire_grace=self.misfire_grace)
         bot_users = frozenset(loaded.config.user_id for loaded in self.bots)
         api = ServerApi(xshathra.api_url, xshathra.server_api_key.get_secret_value(),
                         close_timeout=self.grace)

@@ -1,0 +1,89 @@
+"""``botkit run`` with ``cluster:`` (issue 12, the storage half): a real process against real
+Centrifugo (and the hub) and a real Redis with a password. It answers, keeps its stream position
+in Redis (not in a state file), and never shows the password."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from botkit.dev.localserver import LocalCentrifugo
+from tests.support.botkit_run import Replies, botkit_run, with_top_level
+from tests.support.humans import human
+from tests.support.redis_server import LocalRedis
+from tests.support.runtime_support import bots_yaml, new_project
+
+REPLAYS = """\
+- name: replays
+  plugin: tests.plugins.replays
+  user_id: bot_replays
+  rooms: [lobby]
+"""
+PASSWORD = "redis-pass-9f2c41"
+
+
+async def with_password(server: LocalRedis) -> str:
+    """Require ``PASSWORD`` on ``server``; its URL with the password."""
+    admin = aioredis.Redis.from_url(server.url)
+    try:
+        await admin.config_set("requirepass", PASSWORD)
+    finally:
+        await admin.aclose()
+    return server.url.replace("://", f"://:{PASSWORD}@")
+
+
+@pytest.mark.server
+async def test_a_cluster_run_answers_and_keeps_its_position_in_redis(
+        centrifugo: LocalCentrifugo, make_redis: Callable[[], LocalRedis],
+        tmp_path: Path) -> None:
+    url = await with_password(make_redis())
+    project = new_project()
+    state_file = tmp_path / "state.sqlite"
+    text = bots_yaml(centrifugo, REPLAYS, project_id=project, state_path=str(state_file))
+    config = tmp_path / "bots.yaml"
+    config.write_text(with_top_level(text, "cluster:\n  redis_url: ${REDIS_URL}\n"
+                                           "  replica_id: replica-a\n"))
+    async with human(centrifugo, project, "lobby", "user_ivy") as ivy:
+        replies = Replies(ivy, "bot_replays")
+        async with botkit_run(config, centrifugo.api_key,
+                              extra_env={"REDIS_URL": url}) as run:
+            await run.serving("replays")
+            await ivy.say("/echo hello")
+            await replies.until(lambda seen: "hello" in [r.get("text") for r in seen],
+                                "the answer to /echo hello")
+            assert await run.stop(signal.SIGTERM) == 0, run.log()
+    assert PASSWORD not in run.log()
+    assert not state_file.exists()  # with cluster: the state file is neither made nor locked
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        row = await client.get(f"botkit:{project}:state:botkit.positions:replays:lobby")
+    finally:
+        await client.aclose()
+    assert row is not None, "no position in Redis"
+    position = json.loads(row)
+    assert isinstance(position["epoch"], str)
+    assert position["offset"] >= 2  # /echo hello and its answer, at least
+
+
+@pytest.mark.server
+async def test_a_cluster_run_with_redis_down_fails_naming_the_setting(
+        centrifugo: LocalCentrifugo, make_redis: Callable[[], LocalRedis],
+        tmp_path: Path) -> None:
+    server = make_redis()
+    url = await with_password(server)
+    server.stop()
+    project = new_project()
+    text = bots_yaml(centrifugo, REPLAYS, project_id=project,
+                     state_path=str(tmp_path / "state.sqlite"))
+    config = tmp_path / "bots.yaml"
+    config.write_text(with_top_level(text, f"cluster:\n  redis_url: '{url}'\n"))
+    async with botkit_run(config, centrifugo.api_key) as run:
+        code = await run.stop(0)  # signal 0: just wait for it to end
+    assert code != 0, run.log()
+    assert "cluster.redis_url" in run.log()
+    assert PASSWORD not in run.log()

@@ -5,9 +5,15 @@ Only Redis primitives, no consensus of our own:
 * **acquire**: one Lua script, so that nothing runs between its steps: if the lease key is
   absent, INCR the unit's fence counter and ``SET lease {replica_id}:{fence} PX lease_ttl`` (the
   ``SET NX PX`` of the textbook, with the fence taken in the same step). The fence only grows:
-  whatever a later owner writes carries a larger one.
+  whatever a later owner writes carries a larger one. A missing counter starts at the Redis
+  server's time in milliseconds, so the fences keep growing across a Redis restart that lost
+  the counters (a unit is not taken a thousand times a second).
 * **renew**: check-and-PEXPIRE (the value must still be ours, fence included), for every held
-  lease in one pipeline, every ``lease_ttl / 3``.
+  lease in one pipeline, every ``lease_ttl / 3``. A lease key that is *missing* (Redis restarted
+  and lost it, or it expired while nobody took it) is set again with our value in the same
+  script, and the fence counter raised to our fence: nobody else holds the unit, so taking it
+  back is as safe as a fresh acquisition, and a Redis restart shorter than the lease does not
+  move any room.
 * **release**: check-and-DEL, at SIGTERM and when a replica hands a surplus unit over; the next
   replica takes the unit at its next round instead of after ``lease_ttl``.
 
@@ -22,11 +28,13 @@ Failure modes, and why they do no harm:
   still run a handler it had begun: its replies carry the same idempotency keys as the new
   owner's, and the server absorbs the second; its position writes carry an older fence and are
   refused (fenced writes of the store), so no position moves backwards.
-* *Redis restarts (without persistence)*: the leases and fence counters are gone. Each replica
-  keeps serving what it holds until its local deadline, then its renewals fail (the key is
-  missing) and it drops the unit; the units are taken again at the next round with fences
-  counting from 1 again. A fence that went back is only a risk while an old writer still
-  runs, which the local deadline rules out. With persistence (AOF) the counters survive.
+* *Redis restarts (without persistence)*: the leases, the fence counters and the stored
+  positions are gone. A replica whose renewal reaches the new Redis before its local deadline
+  takes its leases back (see renew) and goes on serving its rooms from its cursors, rewriting
+  their positions as they move. A restart longer than that: the replicas stop serving at their
+  deadlines, and the rooms are taken again at the next round, from the live stream when no
+  position survived (what was sent meanwhile is not answered: run Redis with AOF for that).
+  Nothing is answered twice either way.
 * *A network partition*: the side without Redis stops serving at its local deadlines; the side
   with Redis takes over after ``lease_ttl``. Rooms are silent for up to ``lease_ttl`` plus a
   round; nothing is answered twice beyond what idempotency keys absorb.
@@ -46,13 +54,23 @@ SAFETY = 0.8
 
 _ACQUIRE = """
 if redis.call('exists', KEYS[1]) == 1 then return false end
+if redis.call('exists', KEYS[2]) == 0 then
+  local now = redis.call('time')
+  redis.call('set', KEYS[2], now[1] * 1000 + math.floor(now[2] / 1000))
+end
 local fence = redis.call('incr', KEYS[2])
 redis.call('set', KEYS[1], ARGV[1] .. ':' .. fence, 'PX', ARGV[2])
 return fence
 """
 _RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
-return 0
+local value = redis.call('get', KEYS[1])
+if value == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+if value then return 0 end
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if (tonumber(redis.call('get', KEYS[2])) or 0) < tonumber(ARGV[3]) then
+  redis.call('set', KEYS[2], ARGV[3])
+end
+return 1
 """
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -110,8 +128,9 @@ class LeaseBook:
         sent = time.monotonic()
         async with self._redis.pipeline(transaction=False) as pipe:
             for unit in units:
-                await self._renew(keys=[self._keys.lease(unit)],
-                                  args=[self._value(unit), self._ttl_ms], client=pipe)
+                await self._renew(keys=[self._keys.lease(unit), self._keys.fence(unit)],
+                                  args=[self._value(unit), self._ttl_ms, self.fences[unit]],
+                                  client=pipe)
             results = await pipe.execute()
         lost = []
         for unit, renewed in zip(units, results, strict=True):

@@ -363,3 +363,39 @@ async def test_a_person_joining_a_room_served_by_two_replicas_is_greeted_once(
     texts = [str(greeting["text"]) for greeting in greetings]
     assert texts == ["hello user_ann #1"], texts
     assert await shared_counter(redis_server, project, "greeted:room2:user_ann") == 1
+
+
+@pytest.mark.server
+async def test_a_redis_restart_under_load_moves_no_room_and_answers_nothing_twice(
+        make_centrifugo: Callable[..., LocalCentrifugo], make_redis: Callable[[], LocalRedis],
+        tmp_path: Path) -> None:
+    server = make_centrifugo(history_size=1000, history_ttl="600s")
+    redis = make_redis()
+    project = new_project()
+    configs = [replica_config(tmp_path, server, redis, REPLAYS, project=project, replica=name,
+                              ttl=2.0) for name in ("a", "b")]
+    async with people(server, project) as rooms, \
+            botkit_run(configs[0], server.api_key) as a, \
+            botkit_run(configs[1], server.api_key) as b:
+        await a.serving("replays")
+        await b.serving("replays")
+        await two_replicas_balanced(a, b)
+        sent: list[str] = []
+        sender = asyncio.create_task(stream(rooms, 200, 0.02, sent))
+        try:
+            await until(lambda: len(sent) >= 60, "60 commands sent", 20.0)
+            await asyncio.to_thread(redis.stop)
+            await asyncio.to_thread(redis.start)  # empty: no persistence
+            await sender
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+        await rooms.answered(sent, 30.0)
+        await asyncio.sleep(1.0)
+        assert await b.stop(signal.SIGTERM) == 0, b.log()
+        assert await a.stop(signal.SIGTERM) == 0, a.log()
+    twice = {ident: count for ident, count in rooms.replies.items() if count > 1}
+    assert not twice, twice
+    # Each kept the rooms it held: the restart was shorter than the lease.
+    assert a.count("replica a loses ") == 0, a.log()
+    assert b.count("replica b loses ") == 0, b.log()

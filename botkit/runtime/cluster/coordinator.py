@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -47,6 +48,8 @@ class Coordinator:
         self._held: list[Unit] = []  # in order of acquisition: the surplus given back is the last
         self._resets: set[str] = set()
         self._failing = False
+        self._beats = 0
+        self._hold_off_until = 0.0
         self.replicas = 1
 
     def holds(self, bot: str, room: str) -> bool:
@@ -76,7 +79,16 @@ class Coordinator:
 
     async def _round(self) -> None:
         try:
-            self.replicas = await self._bounded(self._membership.beat(self._held))
+            self.replicas, known = await self._bounded(self._membership.beat(self._held))
+            self._beats += 1
+            if not known and self._beats > 1:
+                # Redis lost our heartbeat (a restart without persistence, or we stalled past
+                # the lease): the other holders' leases may be missing too, and they take
+                # theirs back at their next renewal. Taking "free" units now would take them
+                # from under their holders, so wait a lease first.
+                self._hold_off_until = time.monotonic() + self.ttl
+                log.warning("replica %s: Redis lost its heartbeat; taking no free unit for "
+                            "%.1fs", self.replica_id, self.ttl)
             for unit in await self._bounded(self.book.renew()):
                 await self._drop(unit, "its lease went to another replica or expired")
         except (OSError, TimeoutError, _redis_error()) as exc:
@@ -116,7 +128,7 @@ class Coordinator:
 
     async def _take_free(self) -> None:
         target = share(len(self._order), self.replicas)
-        if len(self._held) >= target:
+        if len(self._held) >= target or time.monotonic() < self._hold_off_until:
             return
         candidates = [unit for unit in self._order if unit not in self._held]
         free = await self._bounded(self.book.free(candidates))

@@ -20,14 +20,16 @@ class Membership:
         self._key = keys.replica(replica_id)
         self._ttl_ms = max(1, int(ttl * 1000))
 
-    async def beat(self, held: Iterable[Unit]) -> int:
-        """Refresh this replica's heartbeat; the number of live replicas (this one included)."""
+    async def beat(self, held: Iterable[Unit]) -> tuple[int, bool]:
+        """Refresh this replica's heartbeat: the number of live replicas (this one included),
+        and whether the heartbeat was still there (False at the first beat, after a stall
+        past lease_ttl, or after Redis restarted and lost it)."""
         value = json.dumps(sorted(str(unit) for unit in held))
-        await self._redis.set(self._key, value, px=self._ttl_ms)
+        previous = await self._redis.set(self._key, value, px=self._ttl_ms, get=True)
         count = 0
         async for _ in self._redis.scan_iter(match=self._keys.replicas_pattern(), count=100):
             count += 1
-        return max(1, count)
+        return max(1, count), previous is not None
 
     async def leave(self) -> None:
         await self._redis.delete(self._key)

@@ -101,7 +101,6 @@ class Coordinator:
                 log.info("replica %s: Redis is back", self.replica_id)
             self._failing = False
         for unit in self.book.overdue():
-            self.book.forget(unit)
             await self._drop(unit, "its lease could not be renewed in time")
         if self._failing:
             return
@@ -152,7 +151,12 @@ class Coordinator:
         if unit in self._held:
             self._held.remove(unit)
         log.warning("replica %s loses %s: %s", self.replica_id, unit, why)
-        await self._lose(unit, False)
+        try:
+            await self._lose(unit, False)
+        finally:
+            # Only now: until the room's positions stop being written, they carry its fence
+            # (and a write after another replica took the room is refused, not unfenced).
+            self.book.forget(unit)
 
     async def _leave(self) -> None:
         """Give every lease back (the runners have stopped and written their positions), so

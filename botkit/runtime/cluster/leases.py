@@ -121,7 +121,8 @@ class LeaseBook:
 
     async def renew(self) -> list[Unit]:
         """Renew every held lease in one round trip; the units whose lease is no longer ours
-        (they are forgotten here: the caller stops serving them)."""
+        (no longer held here, but their fences kept until :meth:`forget`, so that a position
+        written meanwhile is still fenced, and refused)."""
         units = list(self.fences)
         if not units:
             return []
@@ -138,7 +139,7 @@ class LeaseBook:
                 self.valid_until[unit] = sent + self.ttl * SAFETY
             else:
                 lost.append(unit)
-                self.forget(unit)
+                self.valid_until[unit] = 0.0
         return lost
 
     def overdue(self) -> list[Unit]:

@@ -110,3 +110,21 @@ async def test_a_lease_ends_locally_before_redis_lets_another_replica_take_it(
     assert a.overdue() == [UNIT]
     # ...while Redis still has it: nobody else could have taken it yet.
     assert await b.acquire(UNIT) is None
+
+
+async def test_membership_counts_live_replicas_and_forgets_one_that_stops_beating(
+        client: aioredis.Redis) -> None:
+    from botkit.runtime.cluster.membership import Membership, read_cluster
+
+    keys = ClusterKeys(f"proj_{secrets.token_hex(4)}")
+    a = Membership(client, keys, "a", 0.5)
+    b = Membership(client, keys, "b", 0.5)
+    assert await a.beat([UNIT]) == (1, False)  # first beat: not known yet
+    assert await b.beat([]) == (2, False)
+    assert await a.beat([UNIT]) == (2, True)
+    replicas, _ = await read_cluster(client, keys)
+    assert replicas == {"a": [str(UNIT)], "b": []}
+    await asyncio.sleep(0.6)  # b stopped beating: expired
+    assert await a.beat([UNIT]) == (1, False)  # a's own beat expired too (it slept past it)
+    await b.leave()
+    assert await a.beat([UNIT]) == (1, True)

@@ -4,6 +4,7 @@ Everything of a project lives under ``botkit:{project}:``, beside the shared sta
 (one Redis, or a Sentinel-managed primary; not a Redis Cluster, where a lease and its fence
 counter could sit on different nodes):
 
+* ``replicas``: the live replicas, a sorted set scored by each one's expiry (membership.py);
 * ``replicas:{replica_id}``: a replica's heartbeat (PX lease_ttl), its value the units it holds;
 * ``lease:{bot}/{room}``: the lease of one unit, ``{replica_id}:{fence}`` (PX lease_ttl);
 * ``fence:{bot}/{room}``: the unit's fence counter, INCR at each acquisition (never expires).
@@ -39,6 +40,9 @@ class ClusterKeys:
     @property
     def prefix(self) -> str:
         return f"botkit:{self.project}:"
+
+    def members(self) -> str:
+        return f"{self.prefix}replicas"
 
     def replica(self, replica_id: str) -> str:
         return f"{self.prefix}replicas:{replica_id}"

@@ -1,6 +1,9 @@
-"""Which replicas are alive: each refreshes ``replicas:{replica_id}`` (PX lease_ttl) every round,
-its value the units it holds (for ``botkit status``). A replica that stops refreshing drops out
-of the count after lease_ttl, and the others' shares grow to cover its units."""
+"""Which replicas are alive: each round, one Lua script puts this replica in the sorted set
+``replicas`` with its expiry (by the Redis server's clock) as the score, removes whoever expired,
+and counts the rest; and refreshes ``replicas:{replica_id}`` (PX lease_ttl), the units it holds,
+for ``botkit status``. A replica that stops refreshing drops out of the count after lease_ttl,
+and the others' shares grow to cover its units. (A sorted set, not a SCAN of the keys: the
+state store's keys share the database, and a round must not walk them all.)"""
 
 from __future__ import annotations
 
@@ -13,25 +16,38 @@ from botkit.runtime.cluster.keys import ClusterKeys, Unit
 __all__ = ["Membership", "read_cluster"]
 
 
+_BEAT = """
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('zremrangebyscore', KEYS[1], '-inf', now)
+local known = redis.call('zscore', KEYS[1], ARGV[1])
+redis.call('zadd', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('set', KEYS[2], ARGV[3], 'PX', ARGV[2])
+if known then return {redis.call('zcard', KEYS[1]), 1} end
+return {redis.call('zcard', KEYS[1]), 0}
+"""
+
+
 class Membership:
     def __init__(self, redis: Any, keys: ClusterKeys, replica_id: str, ttl: float) -> None:
         self._redis = redis
         self._keys = keys
+        self._replica_id = replica_id
         self._key = keys.replica(replica_id)
         self._ttl_ms = max(1, int(ttl * 1000))
+        self._beat = redis.register_script(_BEAT)
 
     async def beat(self, held: Iterable[Unit]) -> tuple[int, bool]:
         """Refresh this replica's heartbeat: the number of live replicas (this one included),
         and whether the heartbeat was still there (False at the first beat, after a stall
         past lease_ttl, or after Redis restarted and lost it)."""
         value = json.dumps(sorted(str(unit) for unit in held))
-        previous = await self._redis.set(self._key, value, px=self._ttl_ms, get=True)
-        count = 0
-        async for _ in self._redis.scan_iter(match=self._keys.replicas_pattern(), count=100):
-            count += 1
-        return max(1, count), previous is not None
+        count, known = await self._beat(keys=[self._keys.members(), self._key],
+                                        args=[self._replica_id, self._ttl_ms, value])
+        return max(1, int(count)), bool(known)
 
     async def leave(self) -> None:
+        await self._redis.zrem(self._keys.members(), self._replica_id)
         await self._redis.delete(self._key)
 
 

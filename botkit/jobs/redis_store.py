@@ -135,16 +135,25 @@ class RedisJobStore(MemoryJobStore):  # type: ignore[misc]
     # -- seeing the other replicas' changes ----------------------------------------------------
 
     async def _poll(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self.refresh_interval)
             try:
                 await self.refresh()
             except StateError as exc:
-                log.warning("job store %s: can't read the other replicas' job changes: %s",
-                            self.key, exc)
+                if not failing:  # once per outage, not once a second
+                    log.warning("job store %s: can't read the other replicas' job changes: "
+                                "%s", self.key, exc)
+                failing = True
+                continue
             except Exception:  # a bug of ours: logged, and the next poll tries again
                 log.exception("job store %s: reading the other replicas' job changes failed",
                               self.key)
+                continue
+            if failing:
+                log.info("job store %s: reading the other replicas' job changes again",
+                         self.key)
+            failing = False
 
     async def refresh(self) -> bool:
         """Bring the jobs in memory in line with Redis if another replica changed them; True

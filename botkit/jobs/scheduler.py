@@ -224,8 +224,9 @@ class BotScheduler:
         self.misfire_grace = misfire_grace
         self._closed = False
         self._executor = _BotkitExecutor(self)
-        self._stored: SQLiteJobStore | RedisJobStore | None = job_store or (
-            SQLiteJobStore(store_path) if store_path is not None else None)
+        self._stored: SQLiteJobStore | RedisJobStore | None = (
+            job_store if job_store is not None
+            else SQLiteJobStore(store_path) if store_path is not None else None)
         dynamic = self._stored if self._stored is not None else MemoryJobStore()
         self._scheduler = AsyncIOScheduler(
             timezone=UTC,

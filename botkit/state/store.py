@@ -16,7 +16,9 @@ production would refuse.
 
 The package, one module per concept: ``base`` (the protocol and the shared checks), ``memory``
 and ``sqlite`` (the backends), ``worker`` (the SQLite file's thread), ``filelock`` (one process
-per state file), and this module: the per-bot view and the choice of backend.
+per state file), ``redis`` (the replicas' backend, with ``cluster:``; imported only then, as
+redis-py is an extra: :mod:`botkit.runtime.storage` opens it), and this module: the per-bot view
+and the choice of the single-process backend.
 """
 
 from __future__ import annotations

@@ -87,3 +87,84 @@ async def test_a_cluster_run_with_redis_down_fails_naming_the_setting(
     assert code != 0, run.log()
     assert "cluster.redis_url" in run.log()
     assert PASSWORD not in run.log()
+
+
+TIMED = """\
+- name: timed
+  plugin: tests.plugins.timed
+  user_id: bot_timed
+  rooms: [lobby]
+"""
+
+
+@pytest.mark.server
+async def test_a_cluster_run_keeps_scheduled_jobs_in_redis_for_the_next_run(
+        centrifugo: LocalCentrifugo, redis_server: LocalRedis, tmp_path: Path) -> None:
+    project = new_project()
+    text = bots_yaml(centrifugo, TIMED, project_id=project)
+    config = tmp_path / "bots.yaml"
+    config.write_text(with_top_level(text, f"cluster: {{redis_url: '{redis_server.url}'}}\n"))
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        async with human(centrifugo, project, "lobby", "user_ivy") as ivy:
+            replies = Replies(ivy, "bot_timed")
+            async with botkit_run(config, centrifugo.api_key) as first:
+                await first.serving("timed")
+                await ivy.say("/later 4 kept")
+                await replies.until(lambda seen: "in 4s" in [r.get("text") for r in seen],
+                                    "the job scheduled")
+                assert await first.stop(signal.SIGTERM) == 0, first.log()
+            row = await client.hget(f"botkit:{project}:jobs", "timed:later:kept")
+            assert row is not None, "the job is not in Redis"
+            assert json.loads(row)["kwargs"]["text"] == "kept"
+            # Another process on the same Redis (a replica, or this one restarted) loads it
+            # and fires it.
+            async with botkit_run(config, centrifugo.api_key) as second:
+                await second.serving("timed")
+                await replies.until(lambda seen: "kept" in [r.get("text") for r in seen],
+                                    "the stored job fired by the second run", timeout=20)
+                assert await second.stop(signal.SIGTERM) == 0, second.log()
+            assert await client.hget(f"botkit:{project}:jobs", "timed:later:kept") is None
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.server
+async def test_a_cluster_run_rides_out_a_redis_restart(
+        centrifugo: LocalCentrifugo, make_redis: Callable[[], LocalRedis],
+        tmp_path: Path) -> None:
+    server = make_redis()
+    url = await with_password(server)
+    project = new_project()
+    text = bots_yaml(centrifugo, REPLAYS, project_id=project)
+    config = tmp_path / "bots.yaml"
+    config.write_text(with_top_level(text, f"cluster: {{redis_url: '{url}'}}\n"))
+    key = f"botkit:{project}:state:botkit.positions:replays:lobby"
+
+    def said(word: str) -> Callable[[list[dict[str, object]]], bool]:
+        return lambda seen: word in [reply.get("text") for reply in seen]
+
+    async with human(centrifugo, project, "lobby", "user_ivy") as ivy:
+        replies = Replies(ivy, "bot_replays")
+        async with botkit_run(config, centrifugo.api_key) as run:
+            await run.serving("replays")
+            server.stop()
+            # Redis down: the bot still answers; its position can't be stored (logged once).
+            await ivy.say("/echo during")
+            await replies.until(said("during"), "the answer while Redis is down")
+            await run.wait_for("cannot store its rooms' positions")
+            server.start()  # empty (nothing persisted), without a password: set it again
+            await with_password(server)
+            await ivy.say("/echo after")
+            await replies.until(said("after"), "the answer after the restart")
+            await run.wait_for("storing its rooms' positions again")
+            assert await run.stop(signal.SIGTERM) == 0, run.log()
+    assert PASSWORD not in run.log()
+    assert run.count("cannot store its rooms' positions") == 1
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        row = await client.get(key)
+    finally:
+        await client.aclose()
+    assert row is not None
+    assert json.loads(row)["offset"] >= 4

@@ -10,6 +10,7 @@ take the rooms at their next round instead of after ``lease_ttl``.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,8 @@ from botkit.config import ClusterConfig
 from botkit.errors import ConfigError
 from botkit.runtime.cluster import Coordinator, Unit
 from botkit.runtime.runner import BotRunner
+
+log = logging.getLogger("botkit.runtime")
 
 __all__ = ["Replicas", "open_redis"]
 
@@ -51,17 +54,36 @@ class Replicas:
         """The fencing token of the lease held on (bot, room), for the positions' writes."""
         return self.coordinator.book.fences.get(Unit(bot, room))
 
-    def fires(self, bot: str, room: str | None) -> bool:
+    async def fires(self, bot: str, room: str | None) -> bool:
         """Whether a job of ``bot`` (for ``room``, or for the bot as a whole) fires here: on
-        the owner of its room, or of the bot's first room."""
+        the owner of its room, or of the bot's first room. A replica that does not hold it
+        waits up to 1.5 leases for it (its owner may just have died: its lease runs out within
+        one, and the next round takes it): the fire runs where the room went, not nowhere; a
+        replica that does not get it lets the fire go (the owner ran it, and a fire that ran
+        on both during a hand-over publishes with the same idempotency keys)."""
         room = room if room is not None else self._first_room.get(bot)
-        return room is not None and self.coordinator.holds(bot, room)
+        if room is None:
+            return False
+        return await self.coordinator.wait_holds(Unit(bot, room),
+                                                   1.5 * self.cluster.lease_ttl)
 
     async def run(self, stop: asyncio.Event) -> None:
+        first = asyncio.ensure_future(self._announce())
         try:
             await self.coordinator.run(stop)
         finally:
+            first.cancel()
+            await asyncio.wait([first])
             await self._redis.aclose()
+
+    async def _announce(self) -> None:
+        # "serving" once the first round took this replica's share: what is sent from then
+        # on is answered (a room never stored before starts from the live stream).
+        await self.coordinator.first_round.wait()
+        for bot, runner in self._runners.items():
+            rooms = sum(self.coordinator.holds(bot, room) for room in runner.channels)
+            log.info("bot %s serving %d room(s) as %s on replica %s", bot, rooms,
+                     runner.config.user_id, self.cluster.replica_id)
 
     async def _take(self, unit: Unit, fence: int) -> None:
         runner = self._runners[unit.bot]

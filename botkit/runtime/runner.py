@@ -138,7 +138,7 @@ class BotRunner:
         if self._holds is not None:
             await self.core.start()  # the rooms come one by one, as their leases do
             self.ready.set()
-            log.info("bot %s serving as %s; its rooms come with their leases",
+            log.info("bot %s connected as %s; its rooms come with their leases",
                      self.config.name, self.config.user_id)
         else:
             await self._subscribe_every_room()

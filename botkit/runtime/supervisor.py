@@ -101,7 +101,7 @@ class _JobHost:
 
     async def run_job(self, job_id: str, run_time: datetime, target: str, room: str | None,
                       kwargs: Mapping[str, Any]) -> None:
-        if self._replicas is not None and not self._replicas.fires(self.name, room):
+        if self._replicas is not None and not await self._replicas.fires(self.name, room):
             return  # with replicas a job fires on the owner of its room only
         await self._runners[self.name].run_job(job_id, run_time, target, room, kwargs)
 

@@ -50,10 +50,29 @@ class Coordinator:
         self._failing = False
         self._beats = 0
         self._hold_off_until = 0.0
+        self._taken = asyncio.Event()  # set (and replaced) each time a unit is taken
+        self.first_round = asyncio.Event()
+        """Set once the first round is over: this replica holds its first share, if free."""
         self.replicas = 1
 
     def holds(self, bot: str, room: str) -> bool:
         return self.book.holds(Unit(bot, room))
+
+    async def wait_holds(self, unit: Unit, timeout: float) -> bool:
+        """Whether this replica holds ``unit`` now or takes it within ``timeout`` (a job due
+        as its room fails over to this replica waits for the lease rather than being lost)."""
+        deadline = time.monotonic() + timeout
+        while not self.book.holds(unit):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            taken = self._taken
+            try:
+                async with asyncio.timeout(remaining):
+                    await taken.wait()
+            except TimeoutError:
+                return self.book.holds(unit)
+        return True
 
     def reset(self, bot: str) -> None:
         """The bot's runner was replaced: its rooms are given back at the next round (and
@@ -65,6 +84,7 @@ class Coordinator:
         try:
             while not stop.is_set():
                 await self._round()
+                self.first_round.set()
                 try:
                     async with asyncio.timeout(self.round):
                         await stop.wait()
@@ -146,6 +166,8 @@ class Coordinator:
                 await self._bounded(self.book.release(unit))
                 continue
             log.info("replica %s takes %s (fence %d)", self.replica_id, unit, fence)
+            taken, self._taken = self._taken, asyncio.Event()
+            taken.set()
 
     async def _drop(self, unit: Unit, why: str) -> None:
         if unit in self._held:

@@ -68,8 +68,19 @@ class Replicas:
                                                    1.5 * self.cluster.lease_ttl)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Take leases once every bot is connected (each waits for its rooms), until ``stop``
+        (set once the bots stopped and wrote their positions); then give them back."""
         first = asyncio.ensure_future(self._announce())
         try:
+            ready: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(
+                *(runner.ready.wait() for runner in self._runners.values())))
+            stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait([ready, stopped], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                ready.cancel()
+                ready.add_done_callback(_retrieve)
+                stopped.cancel()
             await self.coordinator.run(stop)
         finally:
             first.cancel()
@@ -93,3 +104,8 @@ class Replicas:
 
     async def _lose(self, unit: Unit, hand_over: bool) -> None:
         await self._runners[unit.bot].drop(unit.room, hand_over)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

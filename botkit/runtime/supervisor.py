@@ -197,8 +197,7 @@ class Runtime:
                 async with asyncio.TaskGroup() as outer:
                     cluster_stop = asyncio.Event()
                     if replicas is not None:
-                        outer.create_task(self._run_replicas(replicas, cluster_stop),
-                                          name="replicas")
+                        outer.create_task(replicas.run(cluster_stop), name="replicas")
                     try:
                         async with asyncio.TaskGroup() as group:
                             for loaded in self.bots:
@@ -211,19 +210,6 @@ class Runtime:
         finally:
             # Only now: the bots' last handlers and on_stop hooks may still store jobs.
             await self.scheduler.shutdown(0)
-
-    async def _run_replicas(self, replicas: Replicas, stop: asyncio.Event) -> None:
-        """Take leases once every bot is connected (each waits for its rooms)."""
-        ready: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(
-            *(runner.ready.wait() for runner in self.runners.values())))
-        stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait([ready, stopped], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            ready.cancel()
-            ready.add_done_callback(_retrieve)
-            stopped.cancel()
-        await replicas.run(stop)
 
     async def _coordinate(self) -> None:
         """Start firing jobs once every bot is ready; on stop, stop firing before the bots

@@ -21,6 +21,7 @@ from pathlib import Path
 from botkit.cli import extras, reload, scaffold
 from botkit.cli.logs import configure_logging
 from botkit.cli.schema import print_schema
+from botkit.cli.status import cluster_status
 from botkit.config import BotsConfig, Bounds, OpsConfig, load_config
 from botkit.errors import (
     ApiAuthError,
@@ -98,6 +99,10 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument("--port", type=int, default=3001)
 
     commands.add_parser("schema", help="print the JSON Schema of bots.yaml (for editors)")
+
+    status = commands.add_parser(
+        "status", help="print the replicas and the rooms each serves (needs cluster:)")
+    status.add_argument("-c", "--config", default="bots.yaml", help="path of bots.yaml")
 
     new = commands.add_parser("new", help="write bots/NAME.py and tests/bots/test_NAME.py")
     new.add_argument("name", help="the bot's name, a Python identifier, e.g. dice_roller")
@@ -312,6 +317,10 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return print_schema()
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    return cluster_status(_load(args.config))
+
+
 def _cmd_new(args: argparse.Namespace) -> int:
     written = scaffold.new_bot(args.name, Path(args.dir))
     for path in written:
@@ -348,7 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     args.argv = argv  # --reload runs the same command line again, without --reload
     handlers = {"run": _cmd_run, "dev": _cmd_dev, "check": _cmd_check, "token": _cmd_token,
-                "server": _cmd_server, "schema": _cmd_schema, "new": _cmd_new}
+                "server": _cmd_server, "schema": _cmd_schema, "new": _cmd_new,
+                "status": _cmd_status}
     try:
         return handlers[args.command](args)
     except _SETUP_ERRORS as exc:

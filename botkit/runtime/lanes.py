@@ -66,6 +66,23 @@ class Lane(Generic[_T]):
         self._unfinished += 1
         _wake(self._getter)
 
+    def clear(self) -> int:
+        """Drop every queued item unhandled (the room went to another replica, which recovers
+        them from the stored position); the number dropped. An item being handled finishes."""
+        dropped = len(self._items)
+        self._items.clear()
+        self._unfinished -= dropped
+        while self._putters and len(self._items) < self._maxsize:
+            before = len(self._putters)
+            self._wake_putter()
+            if len(self._putters) == before:
+                break
+        if not self._unfinished:
+            drainers, self._drainers = self._drainers, []
+            for waiter in drainers:
+                _wake(waiter)
+        return dropped
+
     async def put(self, item: _T) -> None:
         """Queue ``item``, waiting (in turn with other producers) while the lane is full."""
         while len(self._items) >= self._maxsize:

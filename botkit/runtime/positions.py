@@ -79,7 +79,7 @@ class Positions:
     """One bot's cursors and their rows in the state store."""
 
     __slots__ = ("_bot", "_closed", "_failing", "_fenced_out", "_presence", "_saved", "_store",
-                 "_writer", "cursors", "fence", "pending")
+                 "_writer", "cursors", "fence", "owned", "pending")
 
     def __init__(self, store: StateStore | None, bot: str, rooms: list[str],
                  presence: Mapping[str, RoomPresence], *,
@@ -99,6 +99,9 @@ class Positions:
         before calling :meth:`touch`, so a busy lane pays one attribute read per message)."""
         self._writer: asyncio.Task[None] | None = None  # owned here: aclose() ends it
         self._closed = False
+        self.owned: set[str] | None = None
+        """With replicas, the rooms whose lease this replica holds: only their rows are
+        written (None: every room, a single process)."""
 
     def touch(self) -> None:
         """Something moved: have it written within :data:`FLUSH_INTERVAL`."""
@@ -150,19 +153,52 @@ class Positions:
             rows[room] = stored
         return rows
 
+    async def take(self, room: str) -> Stored:
+        """With replicas: this replica now holds ``room``'s lease. Its row is read again (the
+        last owner wrote it) and its cursor starts there; its rows are written from now on."""
+        cursor = self.cursors[room]
+        value = (await self._store.get(NAMESPACE, self._key(room))
+                 if self._store is not None else None)
+        stored = _parse(value)
+        cursor.replay_until = 0
+        if stored.position is not None:
+            cursor.epoch, cursor.offset = stored.position.epoch, stored.position.offset
+            self._saved[room] = value
+        else:
+            cursor.epoch, cursor.offset = None, 0
+            self._saved.pop(room, None)
+        if self.owned is not None:
+            self.owned.add(room)
+        return stored
+
+    def release(self, room: str) -> None:
+        """With replicas: ``room`` went to another replica; its row is no longer ours to
+        write."""
+        if self.owned is not None:
+            self.owned.discard(room)
+        self._saved.pop(room, None)
+
+    async def flush_room(self, room: str) -> None:
+        """Write ``room``'s row now if it moved (a hand-over, before the lease goes back)."""
+        await self.flush(only=room)
+
     def _row(self, room: str, cursor: RoomCursor) -> dict[str, Any] | None:
         if cursor.epoch is None:
             return None
         return {"epoch": cursor.epoch, "offset": cursor.offset,
                 "present": sorted(self._presence[room].clients)}
 
-    async def flush(self) -> None:
+    async def flush(self, only: str | None = None) -> None:
         """Write the rows that changed since the last write (a failure is logged, and the
         rows are tried again at the next flush)."""
         if self._store is None:
             return
+        owned = self.owned
         try:
             for room, cursor in self.cursors.items():
+                if (owned is not None and room not in owned) or (only is not None
+                                                                  and room != only):
+                    continue
                 row = self._row(room, cursor)
                 if row is None or row == self._saved.get(room):
                     continue

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -77,7 +77,8 @@ class BotRunner:
 
     def __init__(self, loaded: LoadedBot, config: BotsConfig, api: ServerApi, *,
                  bot_users: frozenset[str], state: StateStore | None = None,
-                 scheduler: JobScheduler | None = None) -> None:
+                 scheduler: JobScheduler | None = None,
+                 holds: Callable[[str, str], bool] | None = None) -> None:
         self.name = loaded.config.name
         self.config = loaded.config
         xshathra = config.xshathra
@@ -94,6 +95,12 @@ class BotRunner:
                                      offer_event=self._offer_event,
                                      options=ClientOptions(subscription_events=True))
         self.positions = Positions(state, self.name, list(self.channels), self.core.presence)
+        self._holds = holds
+        """With replicas: whether this replica holds (bot, room) now. The bot then subscribes
+        only the rooms the cluster hands it (:meth:`take`, :meth:`drop`), and its lanes handle
+        nothing of a room whose lease ran out."""
+        if holds is not None:
+            self.positions.owned = set()
         self._lanes: dict[str, Lane[_LaneItem]] = {}
         self._flows: dict[str, RoomFlow] = {}
         for room, channel in self.channels.items():
@@ -141,6 +148,24 @@ class BotRunner:
         await self._wait_connected(stop)
         if stop.is_set():
             return
+        if self._holds is not None:
+            await self.core.start()  # the rooms come one by one, as their leases do
+            self.ready.set()
+            log.info("bot %s connected as %s; its rooms come with their leases",
+                     self.config.name, self.config.user_id)
+        else:
+            await self._subscribe_every_room()
+        stopped = asyncio.ensure_future(stop.wait())
+        closed = asyncio.ensure_future(self.client.wait_closed())
+        try:
+            await asyncio.wait([stopped, closed], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            closed.cancel()
+        if closed.done() and not closed.cancelled() and closed.exception() is not None:
+            raise closed.exception()  # type: ignore[misc]
+
+    async def _subscribe_every_room(self) -> None:
         stored = await self.positions.load()
         since = {}
         for room, row in stored.items():
@@ -176,15 +201,51 @@ class BotRunner:
         self.ready.set()
         log.info("bot %s serving %d room(s) as %s", self.config.name, len(self.channels),
                  self.config.user_id)
-        stopped = asyncio.ensure_future(stop.wait())
-        closed = asyncio.ensure_future(self.client.wait_closed())
-        try:
-            await asyncio.wait([stopped, closed], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
-            closed.cancel()
-        if closed.done() and not closed.cancelled() and closed.exception() is not None:
-            raise closed.exception()  # type: ignore[misc]
+
+    # -- replicas: rooms come and go with their leases ---------------------------------------
+
+    async def take(self, room: str) -> None:
+        """This replica now holds ``room``'s lease: subscribe it from the position its last
+        owner stored, with the users it saw present (so the resync greets only newcomers)."""
+        channel = self.channels[room]
+        lane = self._lanes[channel]
+        lane.clear()
+        stored = await self.positions.take(room)
+        presence = self.core.presence[room]
+        presence.clients = {}
+        if stored.present is not None:
+            presence.restore(stored.present)
+        since = ({channel: stored.position}
+                 if stored.position is not None and self.catch_up.enabled else None)
+        error = (await self.client.subscribe_all([channel], since=since))[channel]
+        if isinstance(error, SubscriptionError):
+            self.stats.subscription_failures += 1
+            raise error
+        if error is not None and not isinstance(error, RealtimeTimeoutError):
+            raise error
+        lane.push(_Resync(announce=stored.present is not None))
+
+    async def drop(self, room: str, hand_over: bool) -> None:
+        """``room`` goes to another replica: stop taking its envelopes and drop what its lane
+        holds (the next owner recovers them from the stored position). With ``hand_over`` the
+        lease is still ours, so the room's position is written first."""
+        channel = self.channels[room]
+        lane = self._lanes[channel]
+        if hand_over:
+            await self.client.unsubscribe(channel)
+        dropped = lane.clear()
+        if hand_over:
+            # What the lane is handling now finishes and moves the cursor: the next owner
+            # starts after it (bounded: a stuck handler's envelope is then handled again,
+            # and its replies absorbed by their idempotency keys).
+            await lane.drain(1.0)
+            await self.positions.flush_room(room)
+        self.positions.release(room)
+        if dropped:
+            log.info("bot %s: room %s left %d envelope(s) to its next owner", self.config.name,
+                     room, dropped)
+        if not hand_over:
+            await self.client.unsubscribe(channel)
 
     async def _wait_connected(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -268,6 +329,8 @@ class BotRunner:
         catch_up = RoomCatchUp(core, room, self.positions)
         handle_publication = core.handle_publication
         positions = self.positions
+        holds = self._holds
+        bot = self.name
 
         async def refill() -> None:
             # Live publications queue again from now on, behind this: whatever history returns
@@ -279,6 +342,8 @@ class BotRunner:
                 await core.resync(room, announce=True)
 
         async def handle(item: _LaneItem) -> None:
+            if holds is not None and not holds(bot, room):
+                return  # the room's lease is gone (or going): its next owner handles this
             if isinstance(item, Publication):
                 offset = item.offset
                 if not offset:  # a room without history: no position to keep

@@ -34,6 +34,7 @@ from botkit.config import BotConfig, BotsConfig, validate_settings
 from botkit.errors import BotkitError, TerminalDisconnectError
 from botkit.jobs.scheduler import BotScheduler
 from botkit.runtime.plugins import load_configured_plugin
+from botkit.runtime.replicas import Replicas
 from botkit.runtime.runner import BotRunner, BotStats, LoadedBot, static_schedules
 from botkit.serverapi.client import ServerApi
 
@@ -92,12 +93,16 @@ class _JobHost:
     runner of the moment. Jobs publish through the server API, so they fire while the bot's
     connection is down too, and a restart loses none."""
 
-    def __init__(self, name: str, runners: Mapping[str, BotRunner]) -> None:
+    def __init__(self, name: str, runners: Mapping[str, BotRunner],
+                 replicas: Replicas | None = None) -> None:
         self.name = name
         self._runners = runners
+        self._replicas = replicas
 
     async def run_job(self, job_id: str, run_time: datetime, target: str, room: str | None,
                       kwargs: Mapping[str, Any]) -> None:
+        if self._replicas is not None and not await self._replicas.fires(self.name, room):
+            return  # with replicas a job fires on the owner of its room only
         await self._runners[self.name].run_job(job_id, run_time, target, room, kwargs)
 
 
@@ -126,6 +131,8 @@ class Runtime:
     _failures: list[BaseException] = field(default_factory=list, init=False)
     _statuses: dict[str, BotStatus] = field(default_factory=dict, init=False)
     _new_runner: Callable[[LoadedBot], BotRunner] | None = field(default=None, init=False)
+    replicas: Replicas | None = field(default=None, init=False)
+    """With ``cluster:``: this replica's leases (which rooms it serves)."""
     redis: Redis | None = field(default=None, init=False)
     """With ``cluster:``: the process's ``redis.asyncio.Redis`` client while :meth:`run` runs
     (closed after the stores), for what else replicas share; None otherwise."""
@@ -168,22 +175,38 @@ class Runtime:
         bot_users = frozenset(loaded.config.user_id for loaded in self.bots)
         api = ServerApi(xshathra.api_url, xshathra.server_api_key.get_secret_value(),
                         close_timeout=self.grace)
+        replicas = (Replicas(self.config.cluster, xshathra.project_id, self.runners,
+                             {loaded.config.name: [room.id for room in loaded.config.rooms]
+                              for loaded in self.bots})
+                    if self.config.cluster is not None else None)
+        self.replicas = replicas
         try:
             await self.scheduler.open()
             async with api:
                 def new_runner(loaded: LoadedBot) -> BotRunner:
                     return BotRunner(loaded, self.config, api, bot_users=bot_users,
-                                     state=store, scheduler=self.scheduler)
+                                     state=store, scheduler=self.scheduler,
+                                     holds=replicas.holds if replicas is not None else None)
 
                 self._new_runner = new_runner
-                self.runners = {loaded.config.name: new_runner(loaded) for loaded in self.bots}
+                self.runners.update({loaded.config.name: new_runner(loaded)
+                                     for loaded in self.bots})
                 for loaded in self.bots:
-                    self.scheduler.add_host(_JobHost(loaded.config.name, self.runners),
+                    self.scheduler.add_host(_JobHost(loaded.config.name, self.runners, replicas),
                                             static_schedules(loaded))
-                async with asyncio.TaskGroup() as group:
-                    for loaded in self.bots:
-                        group.create_task(self._run_one(loaded), name=f"bot {loaded.config.name}")
-                    group.create_task(self._coordinate(), name="runtime coordinator")
+                async with asyncio.TaskGroup() as outer:
+                    cluster_stop = asyncio.Event()
+                    if replicas is not None:
+                        outer.create_task(replicas.run(cluster_stop), name="replicas")
+                    try:
+                        async with asyncio.TaskGroup() as group:
+                            for loaded in self.bots:
+                                group.create_task(self._run_one(loaded),
+                                                  name=f"bot {loaded.config.name}")
+                            group.create_task(self._coordinate(), name="runtime coordinator")
+                    finally:
+                        # The bots stopped and wrote their positions: the leases go back now.
+                        cluster_stop.set()
         finally:
             # Only now: the bots' last handlers and on_stop hooks may still store jobs.
             await self.scheduler.shutdown(0)
@@ -261,6 +284,8 @@ class Runtime:
             fresh = self._new_runner(loaded)
             fresh.core.adopt(runner.core)  # one bot, one set of counters across its runs
             self.runners[name] = fresh
+            if self.replicas is not None:
+                self.replicas.coordinator.reset(name)  # its rooms are taken again
             status = BotStatus(BotPhase.STARTING, status.restarts + 1, reason)
 
     async def _run_once(self, runner: BotRunner) -> Exception | None:

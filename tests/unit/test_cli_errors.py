@@ -116,3 +116,23 @@ def test_a_plugin_scheduling_into_a_room_the_bot_is_not_in_is_located(tmp_path: 
     assert_one_line(result, f"{config}:12: bots[1].rooms: plugin 'botkit_cli_test_bots.broken' "
                             "schedules nag in room 'vip', which is not one of this bot's "
                             "rooms; add it here or change the plugin")
+
+
+def test_status_without_a_cluster_section_says_why_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "bots.yaml"
+    config.write_text(HEADER + "  - {name: echo, user_id: bot_echo, rooms: [lobby]}\n")
+    result = botkit("status", "-c", str(config))
+    assert_one_line(result, "botkit status reads the replicas from Redis: bots.yaml has no "
+                            "cluster: section")
+
+
+def test_status_with_redis_unreachable_names_the_url_without_its_password(
+        tmp_path: Path) -> None:
+    config = tmp_path / "bots.yaml"
+    config.write_text(HEADER.replace("bots:\n", "cluster: {redis_url: "
+                                                "'redis://:s3cret@127.0.0.1:1/0'}\nbots:\n")
+                      + "  - {name: echo, user_id: bot_echo, rooms: [lobby]}\n")
+    result = botkit("status", "-c", str(config))
+    assert result.returncode == 1, result.stderr
+    assert "cannot read the cluster from redis://" in result.stderr
+    assert "s3cret" not in result.stderr + result.stdout

@@ -236,3 +236,33 @@ async def test_push_queues_a_control_item_behind_a_full_lane_without_waiting() -
         assert await lane.drain(5.0) is True
         await lane.stop()
     assert handled == [0, 1, 2, 3]
+
+
+async def test_clear_drops_what_is_queued_lets_the_current_item_finish_and_frees_producers(
+        ) -> None:
+    # A room handed to another replica (issue 12): its queued envelopes are the next owner's.
+    handled: list[int] = []
+    release = asyncio.Event()
+
+    async def handle(item: int) -> None:
+        if item == 0:
+            await release.wait()
+        handled.append(item)
+
+    lane: Lane[int] = Lane("bot/lobby", handle, maxsize=2)
+    async with asyncio.TaskGroup() as group:
+        lane.start(group)
+        await lane.put(0)
+        await asyncio.sleep(0)  # the worker takes item 0 and waits in it
+        await lane.put(1)
+        await lane.put(2)
+        blocked = asyncio.ensure_future(lane.put(3))  # full: waits for room
+        await asyncio.sleep(0)
+        assert not blocked.done()
+        assert lane.clear() == 2
+        async with asyncio.timeout(1):
+            await blocked  # room again
+        release.set()
+        assert await lane.drain(1.0)
+        await lane.stop()
+    assert handled == [0, 3]

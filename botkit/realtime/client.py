@@ -218,7 +218,9 @@ class RealtimeClient:
         self._subscriptions.fail_all(error or ConnectionClosedError("closed"))
         self.state = ConnectionState.CLOSED
         if error is not None:
-            log.error("realtime connection ended: %s", error)
+            # INFO, not ERROR: the error is raised to whoever waits on this client (the runtime
+            # reports it once, naming the bot or the setting to fix).
+            log.info("realtime connection ended: %s", error)
         await self._delivery.emit(ConnectionStateChanged(
             ConnectionState.CLOSED, getattr(error, "code", 0), str(error or ""), error))
 

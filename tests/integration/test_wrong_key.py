@@ -42,3 +42,5 @@ def test_a_wrong_server_key_is_one_line_naming_the_setting(centrifugo: LocalCent
         f"botkit: {config}:5: xshathra.server_api_key: the server refused the bots' tokens "
         "signed with it; set it to the project's server API key"], result.stderr
     assert result.stderr.endswith(errors[0] + "\n")
+    # One error, said once: no ERROR log line repeats it before the verdict.
+    assert " ERROR " not in result.stderr, result.stderr

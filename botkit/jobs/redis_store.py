@@ -25,14 +25,12 @@ import logging
 from typing import Any
 
 from apscheduler.job import Job
-from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.jobstores.memory import MemoryJobStore
-from apscheduler.util import datetime_to_utc_timestamp
 from redis.asyncio import Redis
 
 from botkit.errors import StateError
-from botkit.jobs.codec import JobRowError, decode_job, encode_job
-from botkit.jobs.store import MAX_PENDING, Row, _Batch
+from botkit.jobs.codec import JobRowError
+from botkit.jobs.writebehind import Batch, WriteBehindJobStore
 from botkit.state.redis import DEFAULT_TIMEOUT, key_prefix, redis_errors
 
 __all__ = ["REFRESH_INTERVAL", "RedisJobStore"]
@@ -41,10 +39,11 @@ log = logging.getLogger("botkit.jobs.store")
 
 REFRESH_INTERVAL = 1.0
 """Seconds between two looks at whether another replica changed the stored jobs."""
-_RETRY_AFTER = 1.0
 
 
-class RedisJobStore(MemoryJobStore):  # type: ignore[misc]
+class RedisJobStore(WriteBehindJobStore):
+    backlog_hint = "Redis is down or too slow"
+
     def __init__(self, client: Redis, project_id: str, *, timeout: float = DEFAULT_TIMEOUT,
                  url: str | None = None, refresh_interval: float = REFRESH_INTERVAL) -> None:
         super().__init__()
@@ -53,17 +52,15 @@ class RedisJobStore(MemoryJobStore):  # type: ignore[misc]
         self.refresh_interval = refresh_interval
         self._url = url
         self.key = f"{key_prefix(project_id)}jobs"
+        self.where = self.key
         self._version_key = f"{self.key}:version"
         self._loaded: dict[str, str] | None = None
         self._texts: dict[str, str] = {}  # each job's row as last read or written
         self._version: str | None = None
         self._unrestorable: set[tuple[str, str]] = set()  # (id, row) already logged
-        self._started = False
-        self._pending = _Batch()
         self._writing: asyncio.Task[None] | None = None
-        self._in_flight = _Batch()  # the batch _writing writes
+        self._in_flight = Batch()  # the batch _writing writes
         self._poller: asyncio.Task[None] | None = None
-        self._retry: asyncio.TimerHandle | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -103,12 +100,6 @@ class RedisJobStore(MemoryJobStore):  # type: ignore[misc]
             self._poller = asyncio.get_running_loop().create_task(
                 self._poll(), name="job store refresh")
 
-    def shutdown(self) -> None:
-        """APScheduler's stop: forget the jobs in memory (changes still pending are written by
-        :meth:`aclose`)."""
-        self._started = False
-        MemoryJobStore.remove_all_jobs(self)
-
     async def aclose(self) -> None:
         """Stop polling, write the changes still pending and wait for them (bounded by
         ``timeout``; StateError if Redis does not take them: they are lost, and logged)."""
@@ -125,7 +116,7 @@ class RedisJobStore(MemoryJobStore):  # type: ignore[misc]
                 while (writing := self._writing) is not None:
                     await asyncio.wait([writing])
             if self._pending:
-                batch, self._pending = self._pending, _Batch()
+                batch, self._pending = self._pending, Batch()
                 await self._write(batch)
         except (StateError, TimeoutError):
             log.error("job store %s: job changes could not be written before closing",
@@ -207,83 +198,9 @@ class RedisJobStore(MemoryJobStore):  # type: ignore[misc]
                           self.key, exc)
             return None
 
-    # -- reading: from memory ------------------------------------------------------------------
+    # -- writing: to Redis, one MULTI per batch --------------------------------------------------
 
-    def _check_open(self) -> None:
-        if not self._started:
-            raise StateError(f"the job store {self.key} is not open")
-
-    def lookup_job(self, job_id: str) -> Job | None:
-        self._check_open()
-        job: Job | None = super().lookup_job(job_id)
-        return job
-
-    def get_due_jobs(self, now: Any) -> list[Job]:
-        self._check_open()
-        jobs: list[Job] = super().get_due_jobs(now)
-        return jobs
-
-    def get_next_run_time(self) -> Any:
-        self._check_open()
-        return super().get_next_run_time()
-
-    def get_all_jobs(self) -> list[Job]:
-        self._check_open()
-        jobs: list[Job] = super().get_all_jobs()
-        return jobs
-
-    # -- writing: to memory now, to Redis soon --------------------------------------------------
-
-    def add_job(self, job: Job) -> None:
-        self._check_open()
-        if job.id in self._jobs_index:
-            raise ConflictingIdError(job.id)
-        stored, row = self._stored(job)
-        super().add_job(stored)
-        self._record(job.id, row)
-
-    def update_job(self, job: Job) -> None:
-        self._check_open()
-        if job.id not in self._jobs_index:
-            raise JobLookupError(job.id)
-        stored, row = self._stored(job)
-        super().update_job(stored)
-        self._record(job.id, row)
-
-    def remove_job(self, job_id: str) -> None:
-        self._check_open()
-        super().remove_job(job_id)
-        self._record(job_id, None)
-
-    def remove_all_jobs(self) -> None:
-        self._check_open()
-        super().remove_all_jobs()
-        self._pending = _Batch(clear=True)
-        self._flush()
-
-    def _stored(self, job: Job) -> tuple[Job, Row]:
-        if job.id not in self._pending.rows and len(self._pending.rows) >= MAX_PENDING:
-            raise StateError(f"job store {self.key}: {MAX_PENDING} job changes wait to be "
-                             "written; Redis is down or too slow")
-        text = encode_job(job)
-        try:
-            stored = self._restore(job.id, text)
-        except JobRowError as exc:
-            raise StateError(f"job {job.id} can't be stored: {exc}") from exc
-        return stored, (datetime_to_utc_timestamp(job.next_run_time), text)
-
-    def _restore(self, job_id: str, text: str) -> Job:
-        job: Job = Job.__new__(Job)
-        job.__setstate__(decode_job(job_id, text))
-        job._scheduler = self._scheduler
-        job._jobstore_alias = self._alias
-        return job
-
-    def _record(self, job_id: str, row: Row | None) -> None:
-        self._pending.rows[job_id] = row
-        self._flush()
-
-    async def _write(self, batch: _Batch) -> None:
+    async def _write(self, batch: Batch) -> None:
         async with (redis_errors(self.client, "writing the stored jobs", timeout=self.timeout,
                                  url=self._url),
                     self.client.pipeline(transaction=True) as pipe):
@@ -312,14 +229,14 @@ class RedisJobStore(MemoryJobStore):  # type: ignore[misc]
         when it is done)."""
         if self._writing is not None or not self._started or not self._pending:
             return
-        batch, self._pending = self._pending, _Batch()
+        batch, self._pending = self._pending, Batch()
         self._in_flight = batch
         self._writing = asyncio.get_running_loop().create_task(
             self._write(batch), name="job store write")
         self._writing.add_done_callback(lambda task: self._written(batch, task))
 
-    def _written(self, batch: _Batch, writing: asyncio.Task[None]) -> None:
-        self._writing, self._in_flight = None, _Batch()
+    def _written(self, batch: Batch, writing: asyncio.Task[None]) -> None:
+        self._writing, self._in_flight = None, Batch()
         if writing.cancelled():
             self._failed(batch, None)
         elif (exc := writing.exception()) is not None:
@@ -327,16 +244,8 @@ class RedisJobStore(MemoryJobStore):  # type: ignore[misc]
         else:
             self._flush()
 
-    def _failed(self, batch: _Batch, exc: BaseException | None) -> None:
-        # Written again later: each row is the job's latest state, so writing twice is harmless.
-        self._pending = batch.under(self._pending)
-        if not self._started:
-            return  # closing: aclose() writes what is pending
-        log.warning("job store %s: %d job change(s) not written yet, retrying in %g s: %s",
-                    self.key, len(self._pending.rows), _RETRY_AFTER, exc)
-        if self._retry is not None:
-            self._retry.cancel()
-        self._retry = asyncio.get_running_loop().call_later(_RETRY_AFTER, self._flush)
+    def _closing(self) -> bool:
+        return not self._started
 
     def __repr__(self) -> str:
         return f"<RedisJobStore {self.key}>"

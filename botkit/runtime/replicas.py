@@ -100,7 +100,8 @@ class Replicas:
         runner = self._runners[unit.bot]
         await runner.ready.wait()
         runner.positions.fence = lambda room, bot=unit.bot: self.fence(bot, room)
-        await runner.take(unit.room)
+        # A quarter lease at most: the coordinator renews the other leases in the same loop.
+        await runner.take(unit.room, settle=0.25 * self.cluster.lease_ttl)
 
     async def _lose(self, unit: Unit, hand_over: bool) -> None:
         await self._runners[unit.bot].drop(unit.room, hand_over)

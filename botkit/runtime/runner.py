@@ -204,9 +204,11 @@ class BotRunner:
 
     # -- replicas: rooms come and go with their leases ---------------------------------------
 
-    async def take(self, room: str) -> None:
+    async def take(self, room: str, *, settle: float = 0.5) -> None:
         """This replica now holds ``room``'s lease: subscribe it from the position its last
-        owner stored, with the users it saw present (so the resync greets only newcomers)."""
+        owner stored, with the users it saw present (so the resync greets only newcomers).
+        Returns once the room's first presence check is over (at most ``settle`` seconds: the
+        caller renews leases in the same loop), so a person who joins after it is greeted."""
         channel = self.channels[room]
         lane = self._lanes[channel]
         lane.clear()
@@ -223,7 +225,9 @@ class BotRunner:
             raise error
         if error is not None and not isinstance(error, RealtimeTimeoutError):
             raise error
-        lane.push(_Resync(announce=stored.present is not None))
+        first = asyncio.get_running_loop().create_future()
+        lane.push(_Resync(announce=stored.present is not None, done=first))
+        await asyncio.wait([first], timeout=settle)
 
     async def drop(self, room: str, hand_over: bool) -> None:
         """``room`` goes to another replica: stop taking its envelopes and drop what its lane

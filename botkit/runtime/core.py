@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,14 +28,17 @@ from typing import Any
 from apscheduler.util import ref_to_obj
 from pydantic import ValidationError
 
-from botkit.bot import Bot, Invocation
+from botkit.bot import Bot, Invocation, Route
 from botkit.config import BotConfig, CatchUpConfig, resolve_catch_up
 from botkit.context import BotServices, Context, JobScheduler, Publisher, wall_clock
-from botkit.envelope import Envelope, UserJoined, UserLeft, parse_envelope
+from botkit.conversations import ABANDONED_TEXT, CURRENT_RUN, Conversations, HandlerRun, Question
+from botkit.envelope import ChatMessage, Envelope, UserJoined, UserLeft, parse_envelope
 from botkit.errors import BotkitError, EnvelopeError
 from botkit.gap import Gap
+from botkit.guards import Guard, GuardState
 from botkit.jobs.scheduler import ScheduleSpec
 from botkit.protocol.types import ClientInfo, Publication
+from botkit.routing import parse_command_line
 from botkit.runtime.deadlines import Deadlines
 from botkit.runtime.logfields import LOG_CONTEXT
 from botkit.runtime.presence import RoomPresence
@@ -75,6 +79,17 @@ class BotStats:
     subscription_failures: int = 0
     reconnects: int = 0
     """Connections re-established after a loss (a restart of the bot is not one)."""
+    cooldowns: int = 0
+    """Handler calls refused by a cooldown (botkit/guards.py); one notice per window."""
+    refused_checks: int = 0
+    """Handler calls refused by a failing check."""
+    refused_busy: int = 0
+    """Handler calls refused by max_concurrency."""
+    asks: int = 0
+    """Questions asked (``ctx.ask``)."""
+    ask_timeouts: int = 0
+    asks_abandoned: int = 0
+    """Questions still pending when the bot stopped (each person was told once)."""
     handler_seconds: Timings = field(default_factory=Timings)
     """Handler name → how long its calls took (middlewares included), whatever the outcome."""
 
@@ -97,7 +112,7 @@ class BotCore:
                  bot_users: frozenset[str] = frozenset(), state: StateStore | None = None,
                  scheduler: JobScheduler | None = None,
                  clock: Callable[[], datetime] = wall_clock,
-                 catch_up: CatchUpConfig | None = None) -> None:
+                 catch_up: CatchUpConfig | None = None, real_timers: bool = True) -> None:
         config = loaded.config
         self.name = config.name
         self.config = config
@@ -124,11 +139,20 @@ class BotCore:
         self.catch_up = catch_up or resolve_catch_up(CatchUpConfig(), config.catch_up)
         self._max_age = timedelta(seconds=self.catch_up.max_age)
         self._drops = DropLog(self.name, log)
+        self.conversations = Conversations(bot=self.name, clock=clock,
+                                           limit=loaded.bot.max_questions,
+                                           counts=self.stats, real_timers=real_timers)
+        self.services.conversations = self.conversations
+        self.guards = GuardState()
+        self._runs: set[asyncio.Task[None]] = set()
+        """Handler calls running in tasks of their own (those that may ask): the core owns
+        them and cancels what is left when it stops."""
 
     def adopt(self, previous: BotCore) -> None:
         """Carry the counters of the bot's previous run over: one bot, one set of counters
         across its restarts (the ops endpoint's counters must never go back)."""
         self.stats = previous.stats
+        self.conversations.counts = self.stats
         self.services.replies_sent += previous.services.replies_sent
         self.services.replies_failed += previous.services.replies_failed
 
@@ -139,8 +163,25 @@ class BotCore:
         await self._run_hooks(self.bot.start_hooks, "on_start")
 
     async def stop(self) -> None:
-        """Run the bot's on_stop hooks (errors and timeouts are logged, never raised)."""
+        """End the pending conversations (each person asked is told once), then run the
+        bot's on_stop hooks (errors and timeouts are logged, never raised)."""
+        await self._end_conversations()
         await self._run_hooks(self.bot.stop_hooks, "on_stop")
+
+    async def _end_conversations(self) -> None:
+        async def tell(question: Question) -> None:
+            ctx = Context(self.services, room=question.room,
+                          cause=f"ask-abandoned:{question.user}:{new_ulid()}")
+            async with asyncio.timeout(self.limits.handler_timeout):
+                await ctx.reply(ABANDONED_TEXT.format(user=question.user))
+
+        self.stats.asks_abandoned += await self.conversations.abandon(tell)
+        runs = list(self._runs)
+        for task in runs:
+            task.cancel()
+        if runs:
+            # Bounded: a handler that ignores its cancellation is left behind, not waited for.
+            await asyncio.wait(runs, timeout=self.limits.handler_timeout)
 
     async def run_gap_hooks(self, gap: Gap) -> None:
         """Run the bot's on_gap hooks for ``gap`` (errors and timeouts logged, never raised)."""
@@ -272,12 +313,15 @@ class BotCore:
     async def _handle_presence(self, room: str, info: ClientInfo, *, joined: bool) -> None:
         if info.user == self.config.user_id:
             return
-        name = info.conn_info.get("name") if isinstance(info.conn_info, dict) else None
+        # The display name: the connection token's info, else the room subscription's.
+        name = _info_name(info.conn_info)
+        if name is None:
+            name = _info_name(info.chan_info)
         model = UserJoined if joined else UserLeft
         try:
             envelope = model(id=f"presence-{'join' if joined else 'leave'}-{info.client}"[:128],
                              room_id=room, sender_id=info.user, user_id=info.user,
-                             name=name if isinstance(name, str) else None,
+                             name=name,
                              sent_at=self.services.clock())
         except ValidationError:
             # A user id no envelope may carry (over 128 characters): dropped like any invalid
@@ -300,6 +344,15 @@ class BotCore:
             # Bots of one runtime never answer each other: no reply loops.
             self.stats.from_bots += 1
             return
+        if len(self.conversations) and isinstance(envelope, ChatMessage):
+            question = self.conversations.waiting(room, envelope.sender_id)
+            if question is not None:
+                # The person's next message is their answer, whatever it says, but /cancel.
+                self.stats.handled += 1
+                line = parse_command_line(envelope.text, self.bot.prefix)
+                await self.conversations.deliver(question, envelope,
+                                                 line is not None and line.name == "cancel")
+                return
         invocations = self.bot.route(envelope, room)
         if not invocations:
             return
@@ -319,16 +372,52 @@ class BotCore:
         fields = LOG_CONTEXT.set(ctx)
         try:
             for invocation in invocations:
-                await self._invoke(ctx, invocation)
+                if invocation.route.asks:
+                    await self._invoke_apart(ctx, invocation)
+                else:
+                    await self._invoke(ctx, invocation)
         finally:
             LOG_CONTEXT.reset(fields)
 
-    async def _invoke(self, ctx: Context, invocation: Invocation) -> None:
+    async def _invoke_apart(self, ctx: Context, invocation: Invocation) -> None:
+        """Run a handler that may ask in a task of its own, and wait until it ends or parks
+        on a question (see botkit/conversations.py)."""
+        loop = asyncio.get_running_loop()
+        run = HandlerRun(invocation.route.name, loop)
+        settled = run.settled
+        task = loop.create_task(self._invoke(ctx, invocation, run),
+                                name=f"bot {self.name}: {invocation.route.name}")
+        self._runs.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._runs.discard(task)
+            run.settle()
+
+        task.add_done_callback(done)
+        try:
+            await settled
+        except asyncio.CancelledError:
+            # The lane is cancelled while the handler still runs in it: the handler goes too.
+            task.cancel()
+            await asyncio.wait([task])
+            raise
+
+    async def _invoke(self, ctx: Context, invocation: Invocation,
+                      run: HandlerRun | None = None) -> None:
         middlewares = self.bot.middlewares
         deadline = self._deadlines.scope()
+        if run is not None:
+            run.deadline = deadline
+            CURRENT_RUN.set(run)  # the task's own context: nothing to reset
         started = perf_counter()
+        guard = invocation.route.guard
+        key: str | None = None
         try:
             with deadline:
+                if guard is not None:
+                    key = await self._admit(ctx, invocation.route, guard)
+                    if key is None:
+                        return
                 if middlewares:
                     await _chain(middlewares, ctx, invocation)()
                 else:
@@ -350,11 +439,47 @@ class BotCore:
             log.exception("bot %s: handler %s failed on envelope %s", self.name,
                           invocation.route.name, ctx.event.id if ctx.event is not None else "-")
         finally:
+            if key is not None:
+                assert guard is not None
+                self.guards.leave(guard, invocation.route.name, key)
             # Timing.observe() inlined: two method calls were a third of its cost (bench/ S1).
             elapsed = perf_counter() - started
             timing = self.stats.handler_seconds[invocation.route.name]
             timing.counts[bisect_left(BUCKETS, elapsed)] += 1
             timing.total += elapsed
+
+
+    async def _admit(self, ctx: Context, route: Route, guard: Guard) -> str | None:
+        """The guard's key when the call may run (a concurrency slot taken), None when it is
+        refused (counted; the person told as the guard says). See botkit/guards.py."""
+        state, stats = self.guards, self.stats
+        user = ctx.sender or "-"
+        if guard.checks and not await state.passes_checks(guard, ctx):
+            stats.refused_checks += 1
+            if guard.denied_text:
+                await ctx.reply(guard.denied_text.format(what=guard.what, user=user))
+            return None
+        key = guard.key(ctx)
+        if not state.enter(guard, route.name, key):
+            stats.refused_busy += 1
+            if guard.busy_text:
+                await ctx.reply(guard.busy_text.format(what=guard.what, user=user))
+            return None
+        if guard.rate is not None:
+            try:
+                allowed, retry = await state.hit(guard, guard.rate, route.name, key,
+                                                 self.services.clock().timestamp(), ctx)
+            except BaseException:
+                state.leave(guard, route.name, key)
+                raise
+            if not allowed:
+                state.leave(guard, route.name, key)
+                stats.cooldowns += 1
+                if retry is not None and guard.cooldown_text:
+                    await ctx.reply(guard.cooldown_text.format(
+                        what=guard.what, user=user, retry=max(1, math.ceil(retry))))
+                return None
+        return key
 
 
 def static_schedules(loaded: LoadedBot) -> list[ScheduleSpec]:
@@ -368,6 +493,11 @@ def static_schedules(loaded: LoadedBot) -> list[ScheduleSpec]:
                            text=item.text)
               for index, item in enumerate(loaded.config.schedules)]
     return specs
+
+
+def _info_name(info: object) -> str | None:
+    name = info.get("name") if isinstance(info, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
 def _chain(middlewares: Sequence[Any], ctx: Context, invocation: Invocation) -> Any:

@@ -134,18 +134,18 @@ class Conversations:
         self._real_timers = real_timers
         """The runtime's: a loop timer per wait. The test harness moves its virtual clock
         and calls :meth:`expire_due` instead."""
-        self._pending: dict[tuple[str, str], Question] = {}
+        self.pending: dict[tuple[str, str], Question] = {}
         self._ids = itertools.count(1)
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return len(self.pending)
 
     def __iter__(self) -> Iterator[Question]:
-        return iter(list(self._pending.values()))
+        return iter(list(self.pending.values()))
 
     def waiting(self, room: str, user: str) -> Question | None:
         """The question ``user`` has to answer in ``room``, if one waits for an answer now."""
-        question = self._pending.get((room, user))
+        question = self.pending.get((room, user))
         if question is None or question.answer.done():
             return None
         return question
@@ -189,15 +189,15 @@ class Conversations:
         if options is not None and not options:
             raise AskError("ask choices must not be empty")
         key = (room, event.sender_id)
-        if key in self._pending:
+        if key in self.pending:
             raise AskError(f"{event.sender_id} already has a question to answer in {room}")
-        if len(self._pending) >= self.limit:
+        if len(self.pending) >= self.limit:
             raise AskError(f"bot {self.bot} has {self.limit} pending questions already "
                            "(Bot.max_questions)")
         loop = asyncio.get_running_loop()
         question = Question(next(self._ids), room, event.sender_id, run,
                             loop.create_future(), self._clock())
-        self._pending[key] = question
+        self.pending[key] = question
         self.counts.asks += 1
         try:
             await ctx.reply(prompt)
@@ -211,8 +211,8 @@ class Conversations:
                                        f"one of {', '.join(options)}", answer)
             return answer
         finally:
-            if self._pending.get(key) is question:
-                del self._pending[key]
+            if self.pending.get(key) is question:
+                del self.pending[key]
 
     async def _wait(self, question: Question, timeout: float) -> ChatMessage:
         loop = asyncio.get_running_loop()
@@ -237,7 +237,7 @@ class Conversations:
         """The bot stops: each person still being asked is told once; the number told."""
         told = 0
         for question in self:
-            del self._pending[(question.room, question.user)]
+            del self.pending[(question.room, question.user)]
             if question.answer.done():
                 continue
             told += 1

@@ -344,7 +344,7 @@ class BotCore:
             # Bots of one runtime never answer each other: no reply loops.
             self.stats.from_bots += 1
             return
-        if len(self.conversations) and isinstance(envelope, ChatMessage):
+        if self.conversations.pending and isinstance(envelope, ChatMessage):
             question = self.conversations.waiting(room, envelope.sender_id)
             if question is not None:
                 # The person's next message is their answer, whatever it says, but /cancel.

@@ -33,7 +33,7 @@ from botkit.config import BotConfig, CatchUpConfig, resolve_catch_up
 from botkit.context import BotServices, Context, JobScheduler, Publisher, wall_clock
 from botkit.conversations import ABANDONED_TEXT, CURRENT_RUN, Conversations, HandlerRun, Question
 from botkit.envelope import ChatMessage, Envelope, UserJoined, UserLeft, parse_envelope
-from botkit.errors import BotkitError, EnvelopeError
+from botkit.errors import AskCancelled, AskTimeout, BotkitError, EnvelopeError
 from botkit.gap import Gap
 from botkit.guards import Guard, GuardState
 from botkit.jobs.scheduler import ScheduleSpec
@@ -422,6 +422,11 @@ class BotCore:
                     await _chain(middlewares, ctx, invocation)()
                 else:
                     await invocation(ctx)
+        except (AskCancelled, AskTimeout) as exc:
+            # A conversation the handler let end: the person cancelled or went quiet. Not a
+            # failure of the bot (the question is counted: asks, ask_timeouts).
+            log.info("bot %s: handler %s ended its conversation: %s", self.name,
+                     invocation.route.name, exc)
         except TimeoutError:
             envelope_id = ctx.event.id if ctx.event is not None else "-"
             timeout = self.limits.handler_timeout

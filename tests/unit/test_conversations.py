@@ -203,3 +203,21 @@ async def test_ask_needs_a_person_and_a_running_bot() -> None:
     with pytest.raises(PluginError, match="async"):
         @bot.command("sync", asks=True)
         def sync(ctx: Context) -> None: ...
+
+
+async def test_an_uncaught_cancel_or_timeout_just_ends_the_handler() -> None:
+    bot = Bot("plain")
+
+    @bot.command("ask")
+    async def ask(ctx: Context) -> None:
+        answer = await ctx.ask("Sure?", timeout=5)
+        await ctx.reply(f"ok: {answer.text}")
+
+    async with BotHarness(bot, user="ann") as h:
+        await h.say("/ask")
+        assert (await h.say("/cancel")).texts == []
+        await h.say("/ask")
+        assert (await h.advance(seconds=5)).texts == []
+        assert (h.stats.handler_errors, h.stats.ask_timeouts, h.stats.asks) == (0, 1, 2)
+        assert (await h.say("/ask")).texts == ["Sure?"]
+        assert (await h.say("yes")).texts == ["ok: yes"]

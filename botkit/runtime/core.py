@@ -143,6 +143,7 @@ class BotCore:
                                            limit=loaded.bot.max_questions,
                                            counts=self.stats, real_timers=real_timers)
         self.services.conversations = self.conversations
+        self._questions = self.conversations.pending  # read for every envelope: one lookup
         self.guards = GuardState()
         self._runs: set[asyncio.Task[None]] = set()
         """Handler calls running in tasks of their own (those that may ask): the core owns
@@ -344,7 +345,7 @@ class BotCore:
             # Bots of one runtime never answer each other: no reply loops.
             self.stats.from_bots += 1
             return
-        if self.conversations.pending and isinstance(envelope, ChatMessage):
+        if self._questions and isinstance(envelope, ChatMessage):
             question = self.conversations.waiting(room, envelope.sender_id)
             if question is not None:
                 # The person's next message is their answer, whatever it says, but /cancel.

@@ -102,6 +102,14 @@ class Guard:
         for check in checks:
             if not callable(check):
                 raise PluginError(f"{where}: checks must be functions of ctx, got {check!r}")
+        for name, text in (("cooldown_text", cooldown_text), ("busy_text", busy_text),
+                           ("denied_text", denied_text)):
+            try:
+                if text is not None:
+                    text.format(what="/x", user="u", retry=1)
+            except (KeyError, IndexError, ValueError, AttributeError) as exc:
+                raise PluginError(f"{where}: {name} {text!r} can't be filled in ({exc!r}); "
+                                  "it may use {what}, {user} and {retry}") from None
         if persist and cooldown is None:
             raise PluginError(f"{where}: persist=True keeps cooldowns; give a cooldown")
         if cooldown is None and max_concurrency is None and not checks:

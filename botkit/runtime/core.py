@@ -3,8 +3,9 @@ join or a leave once it has arrived in a room, and to a job once it fires.
 
 A publication is validated, and dropped (each drop counted) when it is invalid, spoofed, of a
 type its publisher may not vouch for (see trust.py), the bot's own or another bot's → the bot's
-routes pick handlers → each runs under the bot's
-middleware, timeout and error isolation, sharing one Context so replies are numbered in order.
+routes pick handlers → each runs under the bot's middleware, deadline, guards and error
+isolation (calls.py), sharing one Context so replies are numbered in order. A chat message of a
+person the bot is asking something (``ctx.ask``) is their answer instead (conversations.py).
 Presence pushes become ``user.joined`` / ``user.left`` envelopes, once per user however many
 connections the user has.
 
@@ -17,81 +18,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from time import perf_counter
 from typing import Any
 
 from apscheduler.util import ref_to_obj
 from pydantic import ValidationError
 
-from botkit.bot import Bot, Invocation, Route
+from botkit.bot import Bot
 from botkit.config import BotConfig, CatchUpConfig, resolve_catch_up
 from botkit.context import BotServices, Context, JobScheduler, Publisher, wall_clock
-from botkit.conversations import ABANDONED_TEXT, CURRENT_RUN, Conversations, HandlerRun, Question
+from botkit.conversations import Conversations
 from botkit.envelope import ChatMessage, Envelope, UserJoined, UserLeft, parse_envelope
-from botkit.errors import AskCancelled, AskTimeout, BotkitError, EnvelopeError
+from botkit.errors import BotkitError, EnvelopeError
 from botkit.gap import Gap
-from botkit.guards import Guard, GuardState
 from botkit.jobs.scheduler import ScheduleSpec
 from botkit.protocol.types import ClientInfo, Publication
 from botkit.routing import parse_command_line
-from botkit.runtime.deadlines import Deadlines
+from botkit.runtime.calls import HandlerCalls
 from botkit.runtime.logfields import LOG_CONTEXT
 from botkit.runtime.presence import RoomPresence
+from botkit.runtime.stats import BotStats
 from botkit.runtime.trust import DropLog, TrustPolicy
 from botkit.state.store import BotState, StateStore
-from botkit.timings import BUCKETS, Timings
 from botkit.ulid import new_ulid
 
 __all__ = ["BotCore", "BotStats", "LoadedBot", "static_schedules"]
 
 # The runtime's logger: these lines are the runtime's, wherever the core is driven from.
 log = logging.getLogger("botkit.runtime")
-
-
-@dataclass(slots=True)
-class BotStats:
-    """Counters of one running bot; every dropped envelope is counted under its reason."""
-
-    received: int = 0
-    handled: int = 0
-    invalid: int = 0
-    spoofed: int = 0
-    untrusted: int = 0
-    """Client-published envelopes of a type only the server may publish (see trust.py)."""
-    own: int = 0
-    from_bots: int = 0
-    handler_errors: int = 0
-    handler_timeouts: int = 0
-    jobs_run: int = 0
-    job_errors: int = 0
-    gaps: int = 0
-    """Rooms' stretches of envelopes lost for good (see botkit.Gap)."""
-    skipped_old: int = 0
-    """Replayed envelopes older than ``catch_up.max_age``: not handled."""
-    overflowed: int = 0
-    """Publications taken off the socket while their room's lane was full, to be read back
-    from the room's history (see overflow.py): handled later, not lost."""
-    subscription_failures: int = 0
-    reconnects: int = 0
-    """Connections re-established after a loss (a restart of the bot is not one)."""
-    cooldowns: int = 0
-    """Handler calls refused by a cooldown (botkit/guards.py); one notice per window."""
-    refused_checks: int = 0
-    """Handler calls refused by a failing check."""
-    refused_busy: int = 0
-    """Handler calls refused by max_concurrency."""
-    asks: int = 0
-    """Questions asked (``ctx.ask``)."""
-    ask_timeouts: int = 0
-    asks_abandoned: int = 0
-    """Questions still pending when the bot stopped (each person was told once)."""
-    handler_seconds: Timings = field(default_factory=Timings)
-    """Handler name → how long its calls took (middlewares included), whatever the outcome."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +87,6 @@ class BotCore:
             logger=logging.getLogger(f"botkit.bot.{config.name}"),
             state=BotState(state, config.name) if state is not None else None,
             scheduler=scheduler, clock=clock)
-        # One timer for all handler deadlines instead of one per call (see deadlines.py).
-        self._deadlines = Deadlines(self.limits.handler_timeout)
         self.presence = {room: RoomPresence() for room in self.channels}
         """Who is in each room, as the presence pushes told."""
         self.trust = TrustPolicy(config.trusted_senders)
@@ -144,16 +98,15 @@ class BotCore:
                                            counts=self.stats, real_timers=real_timers)
         self.services.conversations = self.conversations
         self._questions = self.conversations.pending  # read for every envelope: one lookup
-        self.guards = GuardState()
-        self._runs: set[asyncio.Task[None]] = set()
-        """Handler calls running in tasks of their own (those that may ask): the core owns
-        them and cancels what is left when it stops."""
+        self.calls = HandlerCalls(self.name, loaded.bot, self.services, self.stats,
+                                  self.conversations, self.limits.handler_timeout)
 
     def adopt(self, previous: BotCore) -> None:
         """Carry the counters of the bot's previous run over: one bot, one set of counters
         across its restarts (the ops endpoint's counters must never go back)."""
         self.stats = previous.stats
         self.conversations.counts = self.stats
+        self.calls.stats = self.stats
         self.services.replies_sent += previous.services.replies_sent
         self.services.replies_failed += previous.services.replies_failed
 
@@ -166,23 +119,8 @@ class BotCore:
     async def stop(self) -> None:
         """End the pending conversations (each person asked is told once), then run the
         bot's on_stop hooks (errors and timeouts are logged, never raised)."""
-        await self._end_conversations()
+        await self.calls.end_conversations()
         await self._run_hooks(self.bot.stop_hooks, "on_stop")
-
-    async def _end_conversations(self) -> None:
-        async def tell(question: Question) -> None:
-            ctx = Context(self.services, room=question.room,
-                          cause=f"ask-abandoned:{question.user}:{new_ulid()}")
-            async with asyncio.timeout(self.limits.handler_timeout):
-                await ctx.reply(ABANDONED_TEXT.format(user=question.user))
-
-        self.stats.asks_abandoned += await self.conversations.abandon(tell)
-        runs = list(self._runs)
-        for task in runs:
-            task.cancel()
-        if runs:
-            # Bounded: a handler that ignores its cancellation is left behind, not waited for.
-            await asyncio.wait(runs, timeout=self.limits.handler_timeout)
 
     async def run_gap_hooks(self, gap: Gap) -> None:
         """Run the bot's on_gap hooks for ``gap`` (errors and timeouts logged, never raised)."""
@@ -372,121 +310,14 @@ class BotCore:
         ctx = Context(self.services, envelope, room, replayed=replayed)
         fields = LOG_CONTEXT.set(ctx)
         try:
+            calls = self.calls
             for invocation in invocations:
                 if invocation.route.asks:
-                    await self._invoke_apart(ctx, invocation)
+                    await calls.call_apart(ctx, invocation)
                 else:
-                    await self._invoke(ctx, invocation)
+                    await calls.call(ctx, invocation)
         finally:
             LOG_CONTEXT.reset(fields)
-
-    async def _invoke_apart(self, ctx: Context, invocation: Invocation) -> None:
-        """Run a handler that may ask in a task of its own, and wait until it ends or parks
-        on a question (see botkit/conversations.py)."""
-        loop = asyncio.get_running_loop()
-        run = HandlerRun(invocation.route.name, loop)
-        settled = run.settled
-        task = loop.create_task(self._invoke(ctx, invocation, run),
-                                name=f"bot {self.name}: {invocation.route.name}")
-        self._runs.add(task)
-
-        def done(task: asyncio.Task[None]) -> None:
-            self._runs.discard(task)
-            run.settle()
-
-        task.add_done_callback(done)
-        try:
-            await settled
-        except asyncio.CancelledError:
-            # The lane is cancelled while the handler still runs in it: the handler goes too.
-            task.cancel()
-            await asyncio.wait([task])
-            raise
-
-    async def _invoke(self, ctx: Context, invocation: Invocation,
-                      run: HandlerRun | None = None) -> None:
-        middlewares = self.bot.middlewares
-        deadline = self._deadlines.scope()
-        if run is not None:
-            run.deadline = deadline
-            CURRENT_RUN.set(run)  # the task's own context: nothing to reset
-        started = perf_counter()
-        guard = invocation.route.guard
-        key: str | None = None
-        try:
-            with deadline:
-                if guard is not None:
-                    key = await self._admit(ctx, invocation.route, guard)
-                    if key is None:
-                        return
-                if middlewares:
-                    await _chain(middlewares, ctx, invocation)()
-                else:
-                    await invocation(ctx)
-        except (AskCancelled, AskTimeout) as exc:
-            # A conversation the handler let end: the person cancelled or went quiet. Not a
-            # failure of the bot (the question is counted: asks, ask_timeouts).
-            log.info("bot %s: handler %s ended its conversation: %s", self.name,
-                     invocation.route.name, exc)
-        except TimeoutError:
-            envelope_id = ctx.event.id if ctx.event is not None else "-"
-            timeout = self.limits.handler_timeout
-            if not deadline.expired:
-                # The handler's own TimeoutError (an upstream call of its): an error like others.
-                self.stats.handler_errors += 1
-                log.exception("bot %s: handler %s failed on envelope %s", self.name,
-                              invocation.route.name, envelope_id)
-                return
-            self.stats.handler_timeouts += 1
-            log.error("bot %s: handler %s timed out after %.1fs on envelope %s", self.name,
-                      invocation.route.name, timeout, envelope_id)
-        except Exception:
-            self.stats.handler_errors += 1
-            log.exception("bot %s: handler %s failed on envelope %s", self.name,
-                          invocation.route.name, ctx.event.id if ctx.event is not None else "-")
-        finally:
-            if key is not None:
-                assert guard is not None
-                self.guards.leave(guard, invocation.route.name, key)
-            # Timing.observe() inlined: two method calls were a third of its cost (bench/ S1).
-            elapsed = perf_counter() - started
-            timing = self.stats.handler_seconds[invocation.route.name]
-            timing.counts[bisect_left(BUCKETS, elapsed)] += 1
-            timing.total += elapsed
-
-
-    async def _admit(self, ctx: Context, route: Route, guard: Guard) -> str | None:
-        """The guard's key when the call may run (a concurrency slot taken), None when it is
-        refused (counted; the person told as the guard says). See botkit/guards.py."""
-        state, stats = self.guards, self.stats
-        user = ctx.sender or "-"
-        if guard.checks and not await state.passes_checks(guard, ctx):
-            stats.refused_checks += 1
-            if guard.denied_text:
-                await ctx.reply(guard.denied_text.format(what=guard.what, user=user))
-            return None
-        key = guard.key(ctx)
-        if not state.enter(guard, route.name, key):
-            stats.refused_busy += 1
-            if guard.busy_text:
-                await ctx.reply(guard.busy_text.format(what=guard.what, user=user))
-            return None
-        if guard.rate is not None:
-            try:
-                allowed, retry = await state.hit(guard, guard.rate, route.name, key,
-                                                 self.services.clock().timestamp(), ctx)
-            except BaseException:
-                state.leave(guard, route.name, key)
-                raise
-            if not allowed:
-                state.leave(guard, route.name, key)
-                stats.cooldowns += 1
-                if retry is not None and guard.cooldown_text:
-                    await ctx.reply(guard.cooldown_text.format(
-                        what=guard.what, user=user, retry=max(1, math.ceil(retry))))
-                return None
-        return key
-
 
 def static_schedules(loaded: LoadedBot) -> list[ScheduleSpec]:
     """A bot's static jobs: its ``@bot.every``/``@bot.cron`` handlers and the ``schedules:``
@@ -504,20 +335,3 @@ def static_schedules(loaded: LoadedBot) -> list[ScheduleSpec]:
 def _info_name(info: object) -> str | None:
     name = info.get("name") if isinstance(info, dict) else None
     return name if isinstance(name, str) and name else None
-
-
-def _chain(middlewares: Sequence[Any], ctx: Context, invocation: Invocation) -> Any:
-    """The handler call wrapped in the bot's middlewares, the first registered outermost."""
-    async def call() -> None:
-        await invocation(ctx)
-
-    chain: Any = call
-    for middleware in reversed(middlewares):
-        chain = _wrap(middleware, ctx, chain)
-    return chain
-
-
-def _wrap(middleware: Any, ctx: Context, call_next: Any) -> Any:
-    async def call() -> None:
-        await middleware(ctx, call_next)
-    return call

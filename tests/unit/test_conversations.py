@@ -146,7 +146,7 @@ async def test_stop_tells_each_person_once_and_ends_the_handler() -> None:
                                       ABANDONED_TEXT.format(user="bob")])
     assert sorted(finished) == ["ann", "bob"]
     assert h.stats.asks_abandoned == 2
-    assert not h.core._runs
+    assert not h.core.calls.runs
 
 
 async def test_pending_questions_are_capped() -> None:

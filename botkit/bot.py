@@ -18,10 +18,10 @@ import asyncio
 import enum
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from botkit.conversations import DEFAULT_MAX_QUESTIONS, may_ask
 from botkit.envelope import ChatMessage, Envelope
 from botkit.errors import PluginError
-from botkit.guards import DEFAULT_BUSY_TEXT, DEFAULT_COOLDOWN_TEXT, Check, Guard
+from botkit.guards import Guard, GuardOptions
 from botkit.jobs.scheduler import ScheduleSpec
 from botkit.routing import (
     ArgumentError,
@@ -138,8 +138,12 @@ class Invocation:
         await ctx.reply(text)
 
 
-def _guard(what: str, where: str, extras: dict[str, Any]) -> Guard | None:
-    return Guard.build(what, where, **extras)
+def _guard(what: str, where: str, guards: GuardOptions) -> Guard | None:
+    unknown = sorted(set(guards) - set(GuardOptions.__annotations__))
+    if unknown:
+        raise PluginError(f"{where}: unknown option(s) {', '.join(unknown)}; the guards are "
+                          f"{', '.join(GuardOptions.__annotations__)}")
+    return Guard.build(what, where, **guards)
 
 
 def _asks(fn: Callable[..., Any], is_async: bool, asks: bool | None, where: str) -> bool:
@@ -181,18 +185,11 @@ class Bot:
     # -- decorators --------------------------------------------------------------------------
 
     def on(self, event_type: str = "*", *, rooms: Iterable[str] | str | None = None,
-           senders: Iterable[str] | str | None = None, cooldown: str | None = None,
-           per: str = "user", max_concurrency: int | None = None,
-           checks: Sequence[Check] = (), persist: bool = False,
-           cooldown_text: str | None = DEFAULT_COOLDOWN_TEXT,
-           busy_text: str | None = DEFAULT_BUSY_TEXT, denied_text: str | None = None,
-           asks: bool | None = None) -> Callable[[_F], _F]:
+           senders: Iterable[str] | str | None = None, asks: bool | None = None,
+           **guards: Unpack[GuardOptions]) -> Callable[[_F], _F]:
         """Handle envelopes of ``event_type`` (``"*"``: every envelope). ``cooldown``,
         ``per``, ``max_concurrency``, ``checks`` and the texts: see botkit/guards.py;
         ``asks``: see :meth:`command`."""
-        extras = {"cooldown": cooldown, "per": per, "max_concurrency": max_concurrency,
-                  "checks": checks, "persist": persist, "cooldown_text": cooldown_text,
-                  "busy_text": busy_text, "denied_text": denied_text}
         if not isinstance(event_type, str) or not event_type:
             raise PluginError(f"bot {self.name}: @bot.on needs an event type such as "
                               "'chat.message' or '*'")
@@ -204,7 +201,7 @@ class Bot:
                                      _Filters(_frozen(rooms), _frozen(senders)),
                                      event_type=event_type,
                                      guard=_guard(signature.name, f"{what} {signature.name}",
-                                                  extras),
+                                                  guards),
                                      asks=_asks(fn, signature.is_async, asks, what)))
             return fn
 
@@ -212,21 +209,14 @@ class Bot:
 
     def command(self, name: str, *, aliases: Iterable[str] = (), help: str = "",
                 rooms: Iterable[str] | str | None = None,
-                senders: Iterable[str] | str | None = None, cooldown: str | None = None,
-                per: str = "user", max_concurrency: int | None = None,
-                checks: Sequence[Check] = (), persist: bool = False,
-                cooldown_text: str | None = DEFAULT_COOLDOWN_TEXT,
-                busy_text: str | None = DEFAULT_BUSY_TEXT, denied_text: str | None = None,
-                asks: bool | None = None) -> Callable[[_F], _F]:
+                senders: Iterable[str] | str | None = None, asks: bool | None = None,
+                **guards: Unpack[GuardOptions]) -> Callable[[_F], _F]:
         """Handle ``{prefix}name args``; arguments are converted from the handler's hints.
 
         ``cooldown="3/10s"`` (``per`` "user", "room" or "bot"), ``max_concurrency``,
         ``checks=[...]``, ``persist`` and the refusal texts: see botkit/guards.py.
         ``asks``: whether the handler may call ``ctx.ask`` (default: whether its code names
         ``ask``); say ``asks=True`` for a handler that asks from a helper function."""
-        extras = {"cooldown": cooldown, "per": per, "max_concurrency": max_concurrency,
-                  "checks": checks, "persist": persist, "cooldown_text": cooldown_text,
-                  "busy_text": busy_text, "denied_text": denied_text}
         # A lone string is one alias, not a sequence of one-letter aliases.
         alias_list = [aliases] if isinstance(aliases, str) else list(aliases)
         names = [name, *alias_list]
@@ -248,7 +238,7 @@ class Bot:
                                signature.usage(f"{self.prefix}{name}"))
             route = Route(RouteKind.COMMAND, fn, signature,
                           _Filters(_frozen(rooms), _frozen(senders)), command=info,
-                          guard=_guard(f"{self.prefix}{name}", what, extras),
+                          guard=_guard(f"{self.prefix}{name}", what, guards),
                           asks=_asks(fn, signature.is_async, asks, what))
             self.routes.append(route)
             for each in names:
@@ -259,17 +249,10 @@ class Bot:
 
     def match(self, pattern: str | re.Pattern[str], *, flags: int = 0,
               rooms: Iterable[str] | str | None = None,
-              senders: Iterable[str] | str | None = None, cooldown: str | None = None,
-              per: str = "user", max_concurrency: int | None = None,
-              checks: Sequence[Check] = (), persist: bool = False,
-              cooldown_text: str | None = DEFAULT_COOLDOWN_TEXT,
-              busy_text: str | None = DEFAULT_BUSY_TEXT, denied_text: str | None = None,
-              asks: bool | None = None) -> Callable[[_F], _F]:
+              senders: Iterable[str] | str | None = None, asks: bool | None = None,
+              **guards: Unpack[GuardOptions]) -> Callable[[_F], _F]:
         """Handle chat messages whose text contains ``pattern`` (``re.search``); the guards
         and ``asks`` as for :meth:`command`."""
-        extras = {"cooldown": cooldown, "per": per, "max_concurrency": max_concurrency,
-                  "checks": checks, "persist": persist, "cooldown_text": cooldown_text,
-                  "busy_text": busy_text, "denied_text": denied_text}
         try:
             compiled = re.compile(pattern, flags) if isinstance(pattern, str) else pattern
         except re.error as exc:
@@ -282,7 +265,7 @@ class Bot:
                                      _Filters(_frozen(rooms), _frozen(senders)),
                                      event_type="chat.message", pattern=compiled,
                                      guard=_guard(signature.name, f"{what} {signature.name}",
-                                                  extras),
+                                                  guards),
                                      asks=_asks(fn, signature.is_async, asks, what)))
             return fn
 

@@ -28,15 +28,15 @@ import math
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from botkit.errors import BotkitError, PluginError
 
 if TYPE_CHECKING:
     from botkit.context import Context
 
-__all__ = ["DEFAULT_BUSY_TEXT", "DEFAULT_COOLDOWN_TEXT", "Check", "Guard", "GuardState",
-           "Per", "Rate", "parse_rate"]
+__all__ = ["DEFAULT_BUSY_TEXT", "DEFAULT_COOLDOWN_TEXT", "Check", "Guard", "GuardOptions",
+           "GuardState", "Per", "Rate", "parse_rate"]
 
 Per = Literal["user", "room", "bot"]
 Check = Callable[["Context"], bool | Awaitable[bool]]
@@ -47,6 +47,19 @@ _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _PRUNE_EVERY = 1024
 """In-memory windows: expired ones are swept once this many were opened since the last sweep,
 so a bot that meets many people keeps only the windows still running."""
+
+
+class GuardOptions(TypedDict, total=False):
+    """The guard keywords of ``@bot.command``, ``@bot.on`` and ``@bot.match``."""
+
+    cooldown: str | None
+    per: str
+    max_concurrency: int | None
+    checks: Sequence[Check]
+    persist: bool
+    cooldown_text: str | None
+    busy_text: str | None
+    denied_text: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +101,11 @@ class Guard:
     denied_text: str | None = None
 
     @staticmethod
-    def build(what: str, where: str, *, cooldown: str | None, per: str,
-              max_concurrency: int | None, checks: Sequence[Check], persist: bool,
-              cooldown_text: str | None, busy_text: str | None,
-              denied_text: str | None) -> Guard | None:
+    def build(what: str, where: str, *, cooldown: str | None = None, per: str = "user",
+              max_concurrency: int | None = None, checks: Sequence[Check] = (),
+              persist: bool = False, cooldown_text: str | None = DEFAULT_COOLDOWN_TEXT,
+              busy_text: str | None = DEFAULT_BUSY_TEXT,
+              denied_text: str | None = None) -> Guard | None:
         if per not in ("user", "room", "bot"):
             raise PluginError(f"{where}: per must be 'user', 'room' or 'bot', not {per!r}")
         if max_concurrency is not None and (isinstance(max_concurrency, bool)

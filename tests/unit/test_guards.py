@@ -129,7 +129,7 @@ def test_bad_guards_are_refused_at_registration() -> None:
         roll_bot(persist=True)
     with pytest.raises(PluginError, match="checks"):
         roll_bot(checks=["admin"])
-    with pytest.raises(PluginError, match="unknown option.* cooldwon"):
+    with pytest.raises(PluginError, match=r"unknown option.* cooldwon"):
         roll_bot(cooldwon="1/s")
     with pytest.raises(PluginError, match="cooldown_text"):
         roll_bot(cooldown="1/s", cooldown_text="wait {seconds}s")

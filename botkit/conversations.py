@@ -34,6 +34,7 @@ import asyncio
 import inspect
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -74,12 +75,15 @@ class HandlerRun:
     """A handler call in its own task (one that may ask). ``settled`` is what its lane waits
     for: done when the handler ends or parks on a question."""
 
-    __slots__ = ("deadline", "name", "settled")
+    __slots__ = ("_parked_at", "deadline", "name", "parked_seconds", "settled")
 
     def __init__(self, name: str, loop: asyncio.AbstractEventLoop) -> None:
         self.name = name
         self.settled: asyncio.Future[None] = loop.create_future()
         self.deadline: Suspendable | None = None
+        self.parked_seconds = 0.0
+        """Time spent waiting for answers: left out of the handler's timing."""
+        self._parked_at = 0.0
 
     def settle(self) -> None:
         if not self.settled.done():
@@ -94,9 +98,11 @@ class HandlerRun:
     def park(self) -> None:
         if self.deadline is not None:
             self.deadline.suspend()
+        self._parked_at = time.perf_counter()
         self.settle()
 
     def unpark(self) -> None:
+        self.parked_seconds += time.perf_counter() - self._parked_at
         self.rearm()
         if self.deadline is not None:
             self.deadline.resume()

@@ -123,6 +123,8 @@ async def test_the_handler_deadline_is_suspended_while_waiting() -> None:
         await asyncio.sleep(0.4)
         assert (await h.say("42")).texts == ["Right!"]
         assert h.stats.handler_timeouts == 0
+        # The wait is not the handler's time either.
+        assert h.stats.handler_seconds["quiz_bot.<locals>.quiz"].total < 0.2
 
 
 async def test_stop_tells_each_person_once_and_ends_the_handler() -> None:

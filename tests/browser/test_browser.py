@@ -131,7 +131,7 @@ async def test_person_joins_is_greeted_and_gets_pong(browser: Browser, tmp_path:
 
         # In stream order: the greeting, the question, the answer.
         await expect(messages.locator("[data-testid=text]")).to_have_text(
-            [f"Welcome, {user_id}! Say /help to see what the bots can do.", "/ping", "pong"])
+            ["Welcome, Ada! Say /help to see what the bots can do.", "/ping", "pong"])
         assert errors == []
 
         shot = SCREENSHOT if os.environ.get("BOTKIT_SCREENSHOT") == "1" else (

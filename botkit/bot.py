@@ -21,15 +21,17 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import BaseModel
 
+from botkit.conversations import DEFAULT_MAX_QUESTIONS, may_ask
 from botkit.envelope import ChatMessage, Envelope
 from botkit.errors import PluginError
+from botkit.guards import Guard, GuardOptions
 from botkit.jobs.scheduler import ScheduleSpec
 from botkit.routing import (
     ArgumentError,
@@ -88,6 +90,10 @@ class Route:
     event_type: str = ""
     pattern: re.Pattern[str] | None = None
     command: CommandInfo | None = None
+    guard: Guard | None = None
+    """Checks, cooldown and concurrency limit (botkit/guards.py), if any."""
+    asks: bool = False
+    """Runs in a task of its own, so that it may park on ``ctx.ask`` (conversations.py)."""
 
     @property
     def name(self) -> str:
@@ -132,6 +138,23 @@ class Invocation:
         await ctx.reply(text)
 
 
+def _guard(what: str, where: str, guards: GuardOptions) -> Guard | None:
+    unknown = sorted(set(guards) - set(GuardOptions.__annotations__))
+    if unknown:
+        raise PluginError(f"{where}: unknown option(s) {', '.join(unknown)}; the guards are "
+                          f"{', '.join(GuardOptions.__annotations__)}")
+    return Guard.build(what, where, **guards)
+
+
+def _asks(fn: Callable[..., Any], is_async: bool, asks: bool | None, where: str) -> bool:
+    if asks and not is_async:
+        raise PluginError(f"{where} {getattr(fn, '__qualname__', fn)}: asks=True needs an "
+                          "async handler (ctx.ask is awaited)")
+    if asks is not None:
+        return asks
+    return is_async and may_ask(fn)
+
+
 def _frozen(values: Iterable[str] | str | None) -> frozenset[str] | None:
     if values is None:
         return None
@@ -149,6 +172,8 @@ class Bot:
     settings: type[BaseModel] | None = None
     prefix: str = "/"
     description: str = ""
+    max_questions: int = DEFAULT_MAX_QUESTIONS
+    """Questions (``ctx.ask``) pending at once, over all rooms; one more raises AskError."""
     routes: list[Route] = field(default_factory=list, init=False)
     start_hooks: list[Callable[..., Any]] = field(default_factory=list, init=False)
     stop_hooks: list[Callable[..., Any]] = field(default_factory=list, init=False)
@@ -160,25 +185,38 @@ class Bot:
     # -- decorators --------------------------------------------------------------------------
 
     def on(self, event_type: str = "*", *, rooms: Iterable[str] | str | None = None,
-           senders: Iterable[str] | str | None = None) -> Callable[[_F], _F]:
-        """Handle envelopes of ``event_type`` (``"*"``: every envelope)."""
+           senders: Iterable[str] | str | None = None, asks: bool | None = None,
+           **guards: Unpack[GuardOptions]) -> Callable[[_F], _F]:
+        """Handle envelopes of ``event_type`` (``"*"``: every envelope). ``cooldown``,
+        ``per``, ``max_concurrency``, ``checks`` and the texts: see botkit/guards.py;
+        ``asks``: see :meth:`command`."""
         if not isinstance(event_type, str) or not event_type:
             raise PluginError(f"bot {self.name}: @bot.on needs an event type such as "
                               "'chat.message' or '*'")
 
         def register(fn: _F) -> _F:
-            signature = read_signature(fn, command=False, what=f"bot {self.name}: handler")
+            what = f"bot {self.name}: handler"
+            signature = read_signature(fn, command=False, what=what)
             self.routes.append(Route(RouteKind.EVENT, fn, signature,
                                      _Filters(_frozen(rooms), _frozen(senders)),
-                                     event_type=event_type))
+                                     event_type=event_type,
+                                     guard=_guard(signature.name, f"{what} {signature.name}",
+                                                  guards),
+                                     asks=_asks(fn, signature.is_async, asks, what)))
             return fn
 
         return register
 
     def command(self, name: str, *, aliases: Iterable[str] = (), help: str = "",
                 rooms: Iterable[str] | str | None = None,
-                senders: Iterable[str] | str | None = None) -> Callable[[_F], _F]:
-        """Handle ``{prefix}name args``; arguments are converted from the handler's hints."""
+                senders: Iterable[str] | str | None = None, asks: bool | None = None,
+                **guards: Unpack[GuardOptions]) -> Callable[[_F], _F]:
+        """Handle ``{prefix}name args``; arguments are converted from the handler's hints.
+
+        ``cooldown="3/10s"`` (``per`` "user", "room" or "bot"), ``max_concurrency``,
+        ``checks=[...]``, ``persist`` and the refusal texts: see botkit/guards.py.
+        ``asks``: whether the handler may call ``ctx.ask`` (default: whether its code names
+        ``ask``); say ``asks=True`` for a handler that asks from a helper function."""
         # A lone string is one alias, not a sequence of one-letter aliases.
         alias_list = [aliases] if isinstance(aliases, str) else list(aliases)
         names = [name, *alias_list]
@@ -199,7 +237,9 @@ class Bot:
             info = CommandInfo(name, tuple(alias_list), help,
                                signature.usage(f"{self.prefix}{name}"))
             route = Route(RouteKind.COMMAND, fn, signature,
-                          _Filters(_frozen(rooms), _frozen(senders)), command=info)
+                          _Filters(_frozen(rooms), _frozen(senders)), command=info,
+                          guard=_guard(f"{self.prefix}{name}", what, guards),
+                          asks=_asks(fn, signature.is_async, asks, what))
             self.routes.append(route)
             for each in names:
                 self._commands[each] = route
@@ -209,18 +249,24 @@ class Bot:
 
     def match(self, pattern: str | re.Pattern[str], *, flags: int = 0,
               rooms: Iterable[str] | str | None = None,
-              senders: Iterable[str] | str | None = None) -> Callable[[_F], _F]:
-        """Handle chat messages whose text contains ``pattern`` (``re.search``)."""
+              senders: Iterable[str] | str | None = None, asks: bool | None = None,
+              **guards: Unpack[GuardOptions]) -> Callable[[_F], _F]:
+        """Handle chat messages whose text contains ``pattern`` (``re.search``); the guards
+        and ``asks`` as for :meth:`command`."""
         try:
             compiled = re.compile(pattern, flags) if isinstance(pattern, str) else pattern
         except re.error as exc:
             raise PluginError(f"bot {self.name}: invalid pattern {pattern!r}: {exc}") from exc
 
         def register(fn: _F) -> _F:
-            signature = read_signature(fn, command=False, what=f"bot {self.name}: handler")
+            what = f"bot {self.name}: handler"
+            signature = read_signature(fn, command=False, what=what)
             self.routes.append(Route(RouteKind.MATCH, fn, signature,
                                      _Filters(_frozen(rooms), _frozen(senders)),
-                                     event_type="chat.message", pattern=compiled))
+                                     event_type="chat.message", pattern=compiled,
+                                     guard=_guard(signature.name, f"{what} {signature.name}",
+                                                  guards),
+                                     asks=_asks(fn, signature.is_async, asks, what)))
             return fn
 
         return register

@@ -11,7 +11,7 @@ reply twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -29,6 +29,7 @@ from botkit.tokens import chat_channel
 
 if TYPE_CHECKING:
     from botkit.bot import Bot
+    from botkit.conversations import Conversations
     from botkit.jobs.scheduler import JobHost, ScheduledJob, ScheduleSpec
     from botkit.state.store import BotState
 
@@ -91,6 +92,8 @@ class BotServices:
     replies_sent: int = 0
     replies_failed: int = 0
     """Replies (and sends) whose publish raised: the server refused them or stayed away."""
+    conversations: Conversations | None = None
+    """The bot's pending questions (``Context.ask``), set by the runtime's core."""
 
     def channel_for(self, room_id: str) -> str:
         channel = self.channels.get(room_id)
@@ -219,6 +222,20 @@ class Context:
             return None
         self._position += 1
         return f"{self.services.name}:{self._cause}:{self._position}"
+
+    async def ask(self, prompt: str, timeout: float = 60, choices: Iterable[str] | None = None
+                  ) -> ChatMessage:
+        """Reply ``prompt`` and wait for the sender's next chat message in this room: their
+        answer. Other people, and the sender in other rooms, are handled as usual meanwhile.
+
+        With ``choices``, an answer that is none of them (case and surrounding blanks aside)
+        is asked again once with the list; a second miss raises ``AskInvalidAnswer``. No
+        answer within ``timeout`` seconds raises ``AskTimeout``; ``/cancel`` raises
+        ``AskCancelled``. See botkit/conversations.py for how the handler waits."""
+        conversations = self.services.conversations
+        if conversations is None:
+            raise BotkitError("ctx.ask needs the runtime (or botkit.testing)")
+        return await conversations.ask(self, prompt, timeout=timeout, choices=choices)
 
     # -- state and scheduling ----------------------------------------------------------------
 

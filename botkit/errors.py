@@ -24,6 +24,10 @@ chained with ``from`` so the original cause stays visible::
     │   │   └── ApiMalformedReplyError  ... or with something that is not a valid reply
     │   └── ApiUnavailableError     transport errors or 5xx, still failing after the retries
     ├── EnvelopeError               an envelope is invalid (not JSON, wrong fields, too long)
+    ├── AskError                    ``ctx.ask`` can't ask (no person, too many pending questions)
+    │   ├── AskTimeout              the person did not answer in time (also TimeoutError)
+    │   ├── AskCancelled            the person answered /cancel
+    │   └── AskInvalidAnswer        the answer was not one of the choices, twice
     ├── StateError                  the state store failed (bad key or value, unusable file)
     │   ├── StateTimeoutError       the state file stayed locked or silent past the timeout
     │   ├── StateInUseError         another process runs on the state file (names its pid)
@@ -41,6 +45,10 @@ __all__ = [
     "ApiReplyError",
     "ApiRequestError",
     "ApiUnavailableError",
+    "AskCancelled",
+    "AskError",
+    "AskInvalidAnswer",
+    "AskTimeout",
     "BotkitError",
     "ConfigError",
     "ConnectionClosedError",
@@ -195,6 +203,29 @@ class ApiUnavailableError(ApiError):
 
 class EnvelopeError(BotkitError):
     """An envelope is invalid: not a JSON object, missing or mistyped fields, too long."""
+
+
+class AskError(BotkitError):
+    """``ctx.ask`` can't ask: outside a person's message, a second question to the same person
+    in the same room, more pending questions than the bot allows, or a handler that was not
+    run as a conversation (the message says which)."""
+
+
+class AskTimeout(AskError, TimeoutError):
+    """The person did not answer ``ctx.ask`` within its ``timeout``."""
+
+
+class AskCancelled(AskError):
+    """The person answered ``ctx.ask`` with ``/cancel``."""
+
+
+class AskInvalidAnswer(AskError):
+    """The answer was not one of ``choices``, and neither was the answer to the re-ask.
+    ``answer`` is the second answer (a ChatMessage)."""
+
+    def __init__(self, message: str, answer: object) -> None:
+        self.answer = answer
+        super().__init__(message)
 
 
 class StateError(BotkitError):

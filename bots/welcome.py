@@ -1,4 +1,5 @@
-"""Greets each user who joins a room, at most once per user and room within a cooldown.
+"""Greets each user who joins a room by display name (by id when their connection carries
+none), at most once per user and room within a cooldown.
 
 Whom it greeted lives in the bot's state store, so a restart does not greet everyone again.
 The greeting repeats the user's id (and display name) into the room, so neither is echoed
@@ -22,9 +23,10 @@ _LINK = re.compile(r"://|www\.", re.IGNORECASE)
 
 
 class WelcomeSettings(BaseModel):
-    greeting: str = "Welcome, {user}!"
-    """``{user}`` is the user id; ``{name}`` the display name when the user's token carries one
-    (``info.name``), else the user id too."""
+    greeting: str = "Welcome, {name}!"
+    """``{name}`` is the display name when the user's connection carries one (``info.name`` of
+    the connection token, or of the room's subscription token), else the user id; ``{user}``
+    is always the user id."""
     cooldown_seconds: float = Field(default=3600.0, ge=0)
 
 

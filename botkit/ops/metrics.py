@@ -46,6 +46,8 @@ class _BotNumbers:
     gaps: int
     lane_depth: int
     subscription_failures: int
+    refusals: dict[str, int] = field(default_factory=dict)
+    questions: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,7 +92,12 @@ def snapshot(runtime: Runtime | None) -> Snapshot:
             connected=int(runner.client.state is ConnectionState.CONNECTED),
             reconnects=stats.reconnects, restarts=runtime.status(name).restarts,
             gaps=stats.gaps, lane_depth=runner.lane_depth,
-            subscription_failures=stats.subscription_failures)
+            subscription_failures=stats.subscription_failures,
+            refusals={"cooldown": stats.cooldowns, "check": stats.refused_checks,
+                      "busy": stats.refused_busy},
+            questions={"asked": stats.asks, "timeout": stats.ask_timeouts,
+                       "abandoned": stats.asks_abandoned,
+                       "pending": len(runner.core.conversations.pending)})
     # One API client serves all the bots of a runtime.
     api = next((runner.services.api for runner in runtime.runners.values()), None)
     if isinstance(api, ServerApi):
@@ -150,7 +157,21 @@ class RuntimeCollector(Collector):
                                   labels=["bot"])
         refused = CounterMetricFamily("botkit_subscription_failures",
                                       "Room subscriptions the server refused", labels=["bot"])
+        refusals = CounterMetricFamily(
+            "botkit_handler_refusals", "Handler calls refused by a guard: cooldown, check, "
+            "busy (max_concurrency)", labels=["bot", "reason"])
+        questions = CounterMetricFamily("botkit_questions", "ctx.ask questions: asked, "
+                                        "timeout, abandoned (at stop)", labels=["bot", "outcome"])
+        pending = GaugeMetricFamily("botkit_questions_pending",
+                                    "ctx.ask questions waiting for an answer", labels=["bot"])
         for name, numbers in bots.items():
+            for reason, value in numbers.refusals.items():
+                refusals.add_metric([name, reason], value)
+            for outcome, value in numbers.questions.items():
+                if outcome == "pending":
+                    pending.add_metric([name], value)
+                else:
+                    questions.add_metric([name, outcome], value)
             for outcome, value in numbers.envelopes.items():
                 envelopes.add_metric([name, outcome], value)
             for outcome, value in numbers.replies.items():
@@ -179,4 +200,4 @@ class RuntimeCollector(Collector):
                                       "Server API requests that repeated a failed one")
         retries.add_metric([], taken.api_retries)
         yield from (envelopes, replies, handlers, connected, reconnects, restarts, gaps, lanes,
-                    refused, jobs, requests, seconds, retries)
+                    refused, jobs, refusals, questions, pending, requests, seconds, retries)

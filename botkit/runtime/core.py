@@ -3,8 +3,9 @@ join or a leave once it has arrived in a room, and to a job once it fires.
 
 A publication is validated, and dropped (each drop counted) when it is invalid, spoofed, of a
 type its publisher may not vouch for (see trust.py), the bot's own or another bot's → the bot's
-routes pick handlers → each runs under the bot's
-middleware, timeout and error isolation, sharing one Context so replies are numbered in order.
+routes pick handlers → each runs under the bot's middleware, deadline, guards and error
+isolation (calls.py), sharing one Context so replies are numbered in order. A chat message of a
+person the bot is asking something (``ctx.ask``) is their answer instead (conversations.py).
 Presence pushes become ``user.joined`` / ``user.left`` envelopes, once per user however many
 connections the user has.
 
@@ -17,66 +18,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from time import perf_counter
 from typing import Any
 
 from apscheduler.util import ref_to_obj
 from pydantic import ValidationError
 
-from botkit.bot import Bot, Invocation
+from botkit.bot import Bot
 from botkit.config import BotConfig, CatchUpConfig, resolve_catch_up
 from botkit.context import BotServices, Context, JobScheduler, Publisher, wall_clock
-from botkit.envelope import Envelope, UserJoined, UserLeft, parse_envelope
+from botkit.conversations import Conversations
+from botkit.envelope import ChatMessage, Envelope, UserJoined, UserLeft, parse_envelope
 from botkit.errors import BotkitError, EnvelopeError
 from botkit.gap import Gap
 from botkit.jobs.scheduler import ScheduleSpec
 from botkit.protocol.types import ClientInfo, Publication
-from botkit.runtime.deadlines import Deadlines
+from botkit.routing import parse_command_line
+from botkit.runtime.calls import HandlerCalls
 from botkit.runtime.logfields import LOG_CONTEXT
 from botkit.runtime.presence import RoomPresence
+from botkit.runtime.stats import BotStats
 from botkit.runtime.trust import DropLog, TrustPolicy
 from botkit.state.store import BotState, StateStore
-from botkit.timings import BUCKETS, Timings
 from botkit.ulid import new_ulid
 
 __all__ = ["BotCore", "BotStats", "LoadedBot", "static_schedules"]
 
 # The runtime's logger: these lines are the runtime's, wherever the core is driven from.
 log = logging.getLogger("botkit.runtime")
-
-
-@dataclass(slots=True)
-class BotStats:
-    """Counters of one running bot; every dropped envelope is counted under its reason."""
-
-    received: int = 0
-    handled: int = 0
-    invalid: int = 0
-    spoofed: int = 0
-    untrusted: int = 0
-    """Client-published envelopes of a type only the server may publish (see trust.py)."""
-    own: int = 0
-    from_bots: int = 0
-    handler_errors: int = 0
-    handler_timeouts: int = 0
-    jobs_run: int = 0
-    job_errors: int = 0
-    gaps: int = 0
-    """Rooms' stretches of envelopes lost for good (see botkit.Gap)."""
-    skipped_old: int = 0
-    """Replayed envelopes older than ``catch_up.max_age``: not handled."""
-    overflowed: int = 0
-    """Publications taken off the socket while their room's lane was full, to be read back
-    from the room's history (see overflow.py): handled later, not lost."""
-    subscription_failures: int = 0
-    reconnects: int = 0
-    """Connections re-established after a loss (a restart of the bot is not one)."""
-    handler_seconds: Timings = field(default_factory=Timings)
-    """Handler name → how long its calls took (middlewares included), whatever the outcome."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +68,7 @@ class BotCore:
                  bot_users: frozenset[str] = frozenset(), state: StateStore | None = None,
                  scheduler: JobScheduler | None = None,
                  clock: Callable[[], datetime] = wall_clock,
-                 catch_up: CatchUpConfig | None = None) -> None:
+                 catch_up: CatchUpConfig | None = None, real_timers: bool = True) -> None:
         config = loaded.config
         self.name = config.name
         self.config = config
@@ -116,19 +87,26 @@ class BotCore:
             logger=logging.getLogger(f"botkit.bot.{config.name}"),
             state=BotState(state, config.name) if state is not None else None,
             scheduler=scheduler, clock=clock)
-        # One timer for all handler deadlines instead of one per call (see deadlines.py).
-        self._deadlines = Deadlines(self.limits.handler_timeout)
         self.presence = {room: RoomPresence() for room in self.channels}
         """Who is in each room, as the presence pushes told."""
         self.trust = TrustPolicy(config.trusted_senders)
         self.catch_up = catch_up or resolve_catch_up(CatchUpConfig(), config.catch_up)
         self._max_age = timedelta(seconds=self.catch_up.max_age)
         self._drops = DropLog(self.name, log)
+        self.conversations = Conversations(bot=self.name, clock=clock,
+                                           limit=loaded.bot.max_questions,
+                                           counts=self.stats, real_timers=real_timers)
+        self.services.conversations = self.conversations
+        self._questions = self.conversations.pending  # read for every envelope: one lookup
+        self.calls = HandlerCalls(self.name, loaded.bot, self.services, self.stats,
+                                  self.conversations, self.limits.handler_timeout)
 
     def adopt(self, previous: BotCore) -> None:
         """Carry the counters of the bot's previous run over: one bot, one set of counters
         across its restarts (the ops endpoint's counters must never go back)."""
         self.stats = previous.stats
+        self.conversations.counts = self.stats
+        self.calls.stats = self.stats
         self.services.replies_sent += previous.services.replies_sent
         self.services.replies_failed += previous.services.replies_failed
 
@@ -139,7 +117,9 @@ class BotCore:
         await self._run_hooks(self.bot.start_hooks, "on_start")
 
     async def stop(self) -> None:
-        """Run the bot's on_stop hooks (errors and timeouts are logged, never raised)."""
+        """End the pending conversations (each person asked is told once), then run the
+        bot's on_stop hooks (errors and timeouts are logged, never raised)."""
+        await self.calls.end_conversations()
         await self._run_hooks(self.bot.stop_hooks, "on_stop")
 
     async def run_gap_hooks(self, gap: Gap) -> None:
@@ -272,12 +252,15 @@ class BotCore:
     async def _handle_presence(self, room: str, info: ClientInfo, *, joined: bool) -> None:
         if info.user == self.config.user_id:
             return
-        name = info.conn_info.get("name") if isinstance(info.conn_info, dict) else None
+        # The display name: the connection token's info, else the room subscription's.
+        name = _info_name(info.conn_info)
+        if name is None:
+            name = _info_name(info.chan_info)
         model = UserJoined if joined else UserLeft
         try:
             envelope = model(id=f"presence-{'join' if joined else 'leave'}-{info.client}"[:128],
                              room_id=room, sender_id=info.user, user_id=info.user,
-                             name=name if isinstance(name, str) else None,
+                             name=name,
                              sent_at=self.services.clock())
         except ValidationError:
             # A user id no envelope may carry (over 128 characters): dropped like any invalid
@@ -300,6 +283,15 @@ class BotCore:
             # Bots of one runtime never answer each other: no reply loops.
             self.stats.from_bots += 1
             return
+        if self._questions and isinstance(envelope, ChatMessage):
+            question = self.conversations.waiting(room, envelope.sender_id)
+            if question is not None:
+                # The person's next message is their answer, whatever it says, but /cancel.
+                self.stats.handled += 1
+                line = parse_command_line(envelope.text, self.bot.prefix)
+                await self.conversations.deliver(question, envelope,
+                                                 line is not None and line.name == "cancel")
+                return
         invocations = self.bot.route(envelope, room)
         if not invocations:
             return
@@ -318,44 +310,14 @@ class BotCore:
         ctx = Context(self.services, envelope, room, replayed=replayed)
         fields = LOG_CONTEXT.set(ctx)
         try:
+            calls = self.calls
             for invocation in invocations:
-                await self._invoke(ctx, invocation)
+                if invocation.route.asks:
+                    await calls.call_apart(ctx, invocation)
+                else:
+                    await calls.call(ctx, invocation)
         finally:
             LOG_CONTEXT.reset(fields)
-
-    async def _invoke(self, ctx: Context, invocation: Invocation) -> None:
-        middlewares = self.bot.middlewares
-        deadline = self._deadlines.scope()
-        started = perf_counter()
-        try:
-            with deadline:
-                if middlewares:
-                    await _chain(middlewares, ctx, invocation)()
-                else:
-                    await invocation(ctx)
-        except TimeoutError:
-            envelope_id = ctx.event.id if ctx.event is not None else "-"
-            timeout = self.limits.handler_timeout
-            if not deadline.expired:
-                # The handler's own TimeoutError (an upstream call of its): an error like others.
-                self.stats.handler_errors += 1
-                log.exception("bot %s: handler %s failed on envelope %s", self.name,
-                              invocation.route.name, envelope_id)
-                return
-            self.stats.handler_timeouts += 1
-            log.error("bot %s: handler %s timed out after %.1fs on envelope %s", self.name,
-                      invocation.route.name, timeout, envelope_id)
-        except Exception:
-            self.stats.handler_errors += 1
-            log.exception("bot %s: handler %s failed on envelope %s", self.name,
-                          invocation.route.name, ctx.event.id if ctx.event is not None else "-")
-        finally:
-            # Timing.observe() inlined: two method calls were a third of its cost (bench/ S1).
-            elapsed = perf_counter() - started
-            timing = self.stats.handler_seconds[invocation.route.name]
-            timing.counts[bisect_left(BUCKETS, elapsed)] += 1
-            timing.total += elapsed
-
 
 def static_schedules(loaded: LoadedBot) -> list[ScheduleSpec]:
     """A bot's static jobs: its ``@bot.every``/``@bot.cron`` handlers and the ``schedules:``
@@ -370,18 +332,6 @@ def static_schedules(loaded: LoadedBot) -> list[ScheduleSpec]:
     return specs
 
 
-def _chain(middlewares: Sequence[Any], ctx: Context, invocation: Invocation) -> Any:
-    """The handler call wrapped in the bot's middlewares, the first registered outermost."""
-    async def call() -> None:
-        await invocation(ctx)
-
-    chain: Any = call
-    for middleware in reversed(middlewares):
-        chain = _wrap(middleware, ctx, chain)
-    return chain
-
-
-def _wrap(middleware: Any, ctx: Context, call_next: Any) -> Any:
-    async def call() -> None:
-        await middleware(ctx, call_next)
-    return call
+def _info_name(info: object) -> str | None:
+    name = info.get("name") if isinstance(info, dict) else None
+    return name if isinstance(name, str) and name else None

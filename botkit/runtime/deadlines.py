@@ -37,6 +37,19 @@ class DeadlineScope:
         self._owner._add(self)
         return self
 
+    def suspend(self) -> None:
+        """Stop the clock (a handler parked on ``ctx.ask``): no overrun while it waits."""
+        self._owner._active.pop(self, None)
+
+    def resume(self) -> None:
+        """Start a full deadline again from now. At the end of the dict: every other active
+        deadline is earlier, so the order the timer relies on holds."""
+        if self.expired:
+            return  # cancelled already: the scope turns it into TimeoutError on exit
+        self.when = self.task.get_loop().time() + self._owner.seconds
+        self._owner._active.pop(self, None)
+        self._owner._add(self)
+
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self._owner._active.pop(self, None)

@@ -124,7 +124,8 @@ class BotHarness:
                                     rooms=config.channels(project_id))
         self.core = BotCore(loaded, project_id=project_id, api=self.server,
                             bot_users=other_bots, state=self._store, scheduler=self.clock,
-                            clock=lambda: self.clock.now, catch_up=catch_up)
+                            clock=lambda: self.clock.now, catch_up=catch_up,
+                            real_timers=False)
         self.clock.add_host(_JobHost(self), static_schedules(loaded))
         self._started = False
         self._closed = False
@@ -268,6 +269,9 @@ class BotHarness:
         await self.start()
         mark = len(self.server.published)
         await self.clock.advance_to(when)
+        # Questions (ctx.ask) time out by this clock: each handler acts on its timeout.
+        await self.core.conversations.expire_due()
+        await self._drain()
         return Replies(self.server.published[mark:])
 
     def jobs(self, prefix: str = "") -> list[ScheduledJob]:

@@ -108,7 +108,7 @@ async def test_person_joins_is_greeted_and_gets_pong(browser: Browser, tmp_path:
         greeting = page.locator('[data-testid=message][data-sender-id="bot_welcome"]')
         await expect(greeting).to_have_count(1, timeout=WAIT_MS)
         await expect(greeting.locator("[data-testid=text]")).to_have_text(
-            f"Welcome, {user_id}! Say /help to see what the bots can do.")
+            "Welcome, Ada! Say /help to see what the bots can do.")  # by the token's name
         await expect(greeting.locator("[data-testid=sender]")).to_have_text("bot_welcome")
         await expect(greeting).to_have_class("message bot")
 
@@ -131,7 +131,7 @@ async def test_person_joins_is_greeted_and_gets_pong(browser: Browser, tmp_path:
 
         # In stream order: the greeting, the question, the answer.
         await expect(messages.locator("[data-testid=text]")).to_have_text(
-            [f"Welcome, {user_id}! Say /help to see what the bots can do.", "/ping", "pong"])
+            ["Welcome, Ada! Say /help to see what the bots can do.", "/ping", "pong"])
         assert errors == []
 
         shot = SCREENSHOT if os.environ.get("BOTKIT_SCREENSHOT") == "1" else (

@@ -181,6 +181,11 @@ async def test_metrics_count_a_ping_and_apscheduler_stays_quiet(
     assert published >= 1
     assert _value(after, "botkit_lane_depth", bot="ops_probe") == 0
     assert ("botkit_jobs_total", (("bot", "ops_probe"), ("outcome", "missed"))) in after
+    for reason in ("cooldown", "check", "busy"):
+        assert ("botkit_handler_refusals_total",
+                (("bot", "ops_probe"), ("reason", reason))) in after
+    assert ("botkit_questions_total", (("bot", "ops_probe"), ("outcome", "asked"))) in after
+    assert _value(after, "botkit_questions_pending", bot="ops_probe") == 0
     assert "user_ivy" not in text
     assert "lobby" not in text
     log = bots.log()

@@ -46,7 +46,7 @@ bots:
     user_id: bot_welcome
     rooms: [lobby]
     settings:
-      greeting: "Welcome, {{user}}! Say /help to see what the bots can do."
+      greeting: "Welcome, {{name}}! Say /help to see what the bots can do."
   - name: commands
     plugin: bots.commands
     user_id: bot_commands

@@ -29,12 +29,14 @@ class Human:
     everything published in the room."""
 
     def __init__(self, server: LocalCentrifugo, project_id: str, room: str, user_id: str,
-                 *, url: str | None = None) -> None:
+                 *, url: str | None = None, name: str | None = None) -> None:
         self.user_id = user_id
         self.room = room
         self.channel = chat_channel(project_id, room)
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        minter = TokenMinter(server.api_key, user_id)
+        # ``name``: the display name the connection token carries (``info.name``).
+        minter = TokenMinter(server.api_key, user_id,
+                             info={"name": name} if name is not None else None)
         self.client = centrifuge.Client(url or server.ws_url, token=minter.connection(),
                                         proxy=None)
         self.subscription = self.client.new_subscription(
@@ -80,8 +82,8 @@ class Human:
 
 @contextlib.asynccontextmanager
 async def human(server: LocalCentrifugo, project_id: str, room: str, user_id: str, *,
-                url: str | None = None) -> AsyncIterator[Human]:
-    person = Human(server, project_id, room, user_id, url=url)
+                url: str | None = None, name: str | None = None) -> AsyncIterator[Human]:
+    person = Human(server, project_id, room, user_id, url=url, name=name)
     await person.enter()
     try:
         yield person

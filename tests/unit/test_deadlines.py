@@ -160,3 +160,41 @@ async def test_a_scope_needs_a_task() -> None:
     asyncio.get_running_loop().call_soon(callback)
     await asyncio.sleep(0.01)
     assert len(errors) == 1
+
+
+async def test_a_suspended_scope_does_not_expire_and_resumes_in_full() -> None:
+    # A handler parked on ctx.ask: no overrun while it waits, a whole deadline once resumed,
+    # and the timer still serves a scope that stayed active meanwhile.
+    deadlines = Deadlines(0.05)
+    other = asyncio.ensure_future(asyncio.sleep(5))
+    other_scope: list[bool] = []
+
+    async def overrunning() -> None:
+        scope = deadlines.scope()
+        try:
+            with scope:
+                await other
+        except TimeoutError:
+            other_scope.append(scope.expired)
+
+    overrun = asyncio.create_task(overrunning())
+    scope = deadlines.scope()
+    seen: list[bool] = []
+
+    async def parked() -> None:
+        with scope:
+            scope.suspend()
+            await asyncio.sleep(0.15)
+            seen.append(scope.expired)
+            scope.resume()
+            await asyncio.sleep(0.03)
+            seen.append(scope.expired)  # a full deadline again, not what was left
+            await asyncio.sleep(5)
+
+    with pytest.raises(TimeoutError):
+        await parked()
+    assert seen == [False, False]
+    assert scope.expired
+    await overrun
+    assert other_scope == [True]
+    assert not deadlines._active

@@ -13,6 +13,10 @@ PUBLIC = [
     "ApiReplyError",
     "ApiRequestError",
     "ApiUnavailableError",
+    "AskCancelled",
+    "AskError",
+    "AskInvalidAnswer",
+    "AskTimeout",
     "Bot",
     "BotkitError",
     "ChatMessage",
@@ -62,11 +66,16 @@ def test_public_names_come_from_their_modules() -> None:
     assert botkit.register_envelope is register_envelope
     exceptions = importlib.import_module("botkit.errors")
     exported = [name for name in PUBLIC if name.endswith("Error") and name != "UsageError"]
-    assert len(exported) == 19
+    assert len(exported) == 20
+    # ctx.ask's outcomes read as what happened, not as an "Error": still in the one tree.
+    exported += ["AskCancelled", "AskInvalidAnswer", "AskTimeout"]
     for name in exported:
         assert getattr(botkit, name) is getattr(exceptions, name)
         assert issubclass(getattr(botkit, name), BotkitError)
     # UsageError is a handler's way to ask for the usage line, not a failure of botkit.
     assert not issubclass(botkit.UsageError, BotkitError)
+    assert issubclass(botkit.AskTimeout, botkit.AskError)
+    assert issubclass(botkit.AskTimeout, TimeoutError)
+    assert issubclass(botkit.AskCancelled, botkit.AskError)
     assert isinstance(botkit.__version__, str)
     assert botkit.__version__.count(".") == 2

@@ -1,4 +1,4 @@
-"""bots.commands: /help, /ping, /roll NdM and /who."""
+"""bots.commands: /help, /ping, /roll NdM, /who and /quiz."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ async def test_help_lists_every_command(h: BotHarness) -> None:
         "/ping — check that the bot is alive",
         "/roll [dice] — roll dice, e.g. /roll 2d6",
         "/who — who is in this room",
+        "/quiz — answer a sum within a minute",
     ]
 
 
@@ -39,6 +40,7 @@ async def test_ping_answers_the_message(h: BotHarness) -> None:
 async def test_roll_stays_in_range_and_adds_up(h: BotHarness, dice: str, count: int,
                                                sides: int) -> None:
     for _ in range(20):
+        await h.advance(seconds=10)  # past the cooldown: 3 rolls per 10 seconds
         found = ROLL.fullmatch((await h.say(f"/roll {dice}")).text)
         assert found is not None
         rolls = [int(value) for value in found.group(2).split(" + ")]
@@ -78,3 +80,33 @@ async def test_other_text_and_unknown_commands_get_no_answer(h: BotHarness) -> N
     for text in ["hello", "/unknown", "ping", "/ ping"]:
         assert (await h.say(text)).texts == []
     h.assert_no_reply()
+
+
+async def test_roll_has_a_cooldown_of_three_per_ten_seconds(h: BotHarness) -> None:
+    texts = [text for _ in range(50) for text in (await h.say("/roll")).texts]
+    assert len(texts) == 4
+    assert all(ROLL.fullmatch(text) for text in texts[:3])
+    assert texts[3] == "Please wait 10s before using /roll again."
+    # Another person rolls meanwhile.
+    assert ROLL.fullmatch((await h.say("/roll", user="bob")).text)
+
+
+QUESTION = re.compile(r"(\w+): what is (\d+) x (\d+)\?")
+
+
+async def test_quiz_asks_and_scores(h: BotHarness) -> None:
+    for expected_score in (1, 2):
+        found = QUESTION.fullmatch((await h.say("/quiz")).text)
+        assert found is not None
+        assert found.group(1) == "alice"
+        assert (await h.say("/ping", user="bob")).text == "pong"  # answered meanwhile
+        product = int(found.group(2)) * int(found.group(3))
+        assert (await h.say(str(product))).text == (
+            f"alice: right! Your score: {expected_score}.")
+    found = QUESTION.fullmatch((await h.say("/quiz")).text)
+    assert found is not None
+    assert (await h.say("no idea")).text.startswith("alice: no, it was ")
+    await h.say("/quiz")
+    assert (await h.advance(seconds=60)).text.startswith("alice: time's up, it was ")
+    await h.say("/quiz")
+    assert (await h.say("/cancel")).text == "alice: quiz cancelled."

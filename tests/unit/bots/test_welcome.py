@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from botkit.protocol.types import ClientInfo
 from botkit.testing import BotHarness
 from botkit.testing.pytest_plugin import HarnessFactory
 
@@ -52,3 +53,24 @@ async def test_users_present_at_the_start_are_not_greeted() -> None:
     async with h:
         h.assert_no_reply()
         assert (await h.join("hugo")).texts == ["Welcome, hugo!"]
+
+
+async def test_greets_by_display_name_by_default(bot_harness: HarnessFactory) -> None:
+    h = await bot_harness("bots.welcome")
+    assert (await h.join("user_erin", name="Erin")).texts == ["Welcome, Erin!"]
+    assert (await h.join("user_finn")).texts == ["Welcome, user_finn!"]  # no name: the id
+    # A name that does not look like one is not repeated into the room.
+    assert (await h.join("user_gil", name="see www.spam.example")).texts == [
+        "Welcome, user_gil!"]
+
+
+async def test_the_name_may_come_from_the_room_subscription(bot_harness: HarnessFactory) -> None:
+    h = await bot_harness("bots.welcome")
+    h.clear()
+    # A subscription token's info (chan_info) names the user when the connection's does not.
+    await h.core.handle_join("lobby", ClientInfo(user="user_hal", client="c1",
+                                                 chan_info={"name": "Hal"}))
+    await h.core.handle_join("lobby", ClientInfo(user="user_ida", client="c2",
+                                                 conn_info={"name": "Ida"},
+                                                 chan_info={"name": "Other"}))
+    assert h.texts == ["Welcome, Hal!", "Welcome, Ida!"]

@@ -12,18 +12,20 @@ from bench.common import BOT_USER, GcPauses, channel, cpu_seconds, now
 from bench.control import next_line, say, tokens
 
 
-async def _serve_window(received: Callable[[], int], deadline: float) -> dict[str, Any]:
-    """READY, then the CPU time and envelopes received between START and STOP."""
+async def _serve_window(counters: Callable[[], dict[str, int]],
+                        deadline: float) -> dict[str, Any]:
+    """READY, then the CPU time, and how much each counter grew (``received``: envelopes),
+    between START and STOP."""
     say("READY")
     line = await next_line(deadline)
     if line != "START":
         return {"error": f"expected START, got {line!r}"}
     GcPauses.reset()
-    cpu0, t0, n0 = cpu_seconds(), now(), received()
+    cpu0, t0, before = cpu_seconds(), now(), counters()
     line = await next_line(deadline)
-    cpu1, t1, n1 = cpu_seconds(), now(), received()
-    return {"cpu_seconds": cpu1 - cpu0, "wall_seconds": t1 - t0, "received": n1 - n0,
-            "stopped_by": line or "timeout"}
+    cpu1, t1, after = cpu_seconds(), now(), counters()
+    return {"cpu_seconds": cpu1 - cpu0, "wall_seconds": t1 - t0,
+            **{k: v - before[k] for k, v in after.items()}, "stopped_by": line or "timeout"}
 
 
 async def botkit_bots(ws_url: str, api_url: str, api_key: str, project: str,
@@ -48,7 +50,15 @@ async def botkit_bots(ws_url: str, api_url: str, api_key: str, project: str,
             ready.cancel()
             task.result()
     runners = list(runtime.runners.values())
-    out = await _serve_window(lambda: sum(r.stats.received for r in runners), deadline)
+    # One server API client for the whole runtime; read defensively, its counters may change.
+    api = getattr(runners[0].services.api, "stats", None)
+    fields = ("requests", "publish_requests", "publish_batches", "batched_publishes")
+
+    def counters() -> dict[str, int]:
+        return {"received": sum(r.stats.received for r in runners),
+                **{f"api_{f}": int(getattr(api, f, 0)) for f in fields}}
+
+    out = await _serve_window(counters, deadline)
     runtime.stop()
     async with asyncio.timeout(15):
         await task
@@ -121,7 +131,9 @@ async def peer_bots(ws_url: str, api_url: str, api_key: str, project: str,
             await asyncio.gather(*(c.connect() for c in clients))
             await asyncio.gather(*(s.subscribe() for s in subs))
             await asyncio.gather(*(s.ready(30) for s in subs))
-        out = await _serve_window(lambda: counts["received"], deadline)
+        # One cent request per reply.
+        out = await _serve_window(lambda: {"received": counts["received"],
+                                           "api_requests": counts["replies"]}, deadline)
     finally:
         await asyncio.gather(*(c.disconnect() for c in clients))
         if tasks:

@@ -20,22 +20,19 @@ observer times each command's answer.
 
 Centrifugo runs with ``client.channel_limit`` raised to 1000 for both sides (its default of 128
 refuses a bot of 167 rooms and the observer's 500). The scenario itself, :func:`s13`, is at
-the end; the bot processes are in :mod:`bench.mixed_bots`.
+the end; the bot processes are in :mod:`bench.mixed_bots`, the load generator and the
+observer in :mod:`bench.mixed_load`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import bisect
-import json
 import os
 import random
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from bench.common import PROJECT, channel, now, percentile
-from bench.control import next_line, say, tokens
+from bench.common import PROJECT, percentile
 
 if TYPE_CHECKING:
     from bench.run import Bench, Row
@@ -106,7 +103,7 @@ def pair_latencies(sent: dict[str, float], arrived: dict[str, float]) -> tuple[l
     return latencies, len(sent) - len(latencies)
 
 
-def _envelope(arrival: Arrival, index: int, room: str, sent_at: str) -> dict[str, Any]:
+def envelope_for(arrival: Arrival, index: int, room: str, sent_at: str) -> dict[str, Any]:
     sender = f"user_mx{index % SENDERS}"
     base: dict[str, Any] = {"id": f"mx{index:09d}", "roomId": room, "senderId": sender,
                             "sentAt": sent_at}
@@ -119,150 +116,6 @@ def _envelope(arrival: Arrival, index: int, room: str, sent_at: str) -> dict[str
     else:
         base.update(type=f"user.{arrival.kind}", userId=sender)
     return base
-
-
-# -- the observer -------------------------------------------------------------------------------
-
-async def observe(ws_url: str, api_key: str, project: str, rooms: list[str],
-                  deadline: float, settle: float = SETTLE) -> dict[str, Any]:
-    """Subscribe every room over a bare WebSocket, note when each bot reply arrives (by its
-    ``replyTo``), until ``STOP <expected replies>`` and then those replies or ``settle``
-    seconds, whichever first."""
-    import websockets
-
-    user = "user_observer"
-    arrived: dict[str, float] = {}
-    counts = {"pubs": 0}
-    enough = asyncio.Event()
-    want = [0]
-
-    async with websockets.connect(ws_url, compression=None, max_size=None, ping_interval=None,
-                                  proxy=None) as ws:
-        commands = [json.dumps({"id": 1, "connect": {"token": tokens(api_key, user),
-                                                     "name": "observer"}})]
-        for n, room in enumerate(rooms):
-            chan = channel(room, project)
-            commands.append(json.dumps({"id": 2 + n, "subscribe": {
-                "channel": chan, "token": tokens(api_key, user, chan)}}))
-        # Centrifugo reads messages of 64 KiB at most: the subscribes go in slices.
-        for first in range(0, len(commands), 100):
-            await ws.send("\n".join(commands[first:first + 100]))
-        answered = 0
-        async with asyncio.timeout(30):
-            while answered < len(commands):
-                for line in str(await ws.recv()).split("\n"):
-                    frame = json.loads(line)
-                    if "error" in frame:
-                        raise RuntimeError(f"observer: {frame}")
-                    if frame.get("id"):
-                        answered += 1
-
-        async def read() -> None:
-            async for message in ws:
-                at = time.time()
-                for line in str(message).split("\n"):
-                    if line == "{}":
-                        await ws.send("{}")
-                        continue
-                    pub = (json.loads(line).get("push") or {}).get("pub")
-                    if pub is None:
-                        continue
-                    counts["pubs"] += 1
-                    data = pub.get("data") or {}
-                    origin = data.get("replyTo")
-                    if origin and origin not in arrived:
-                        arrived[origin] = at
-                        if want[0] and len(arrived) >= want[0]:
-                            enough.set()
-
-        reader = asyncio.create_task(read())
-        try:
-            say("READY")
-            line = await next_line(deadline)
-            want[0] = int(line.split()[1]) if line.startswith("STOP ") else 0
-            if want[0] and len(arrived) < want[0]:
-                try:
-                    async with asyncio.timeout(settle):
-                        await enough.wait()
-                except TimeoutError:
-                    pass
-        finally:
-            reader.cancel()
-    return {"pubs": counts["pubs"], "arrived": {k: round(v, 6) for k, v in arrived.items()}}
-
-
-# -- the load generator -------------------------------------------------------------------------
-
-async def loadgen(api_url: str, api_key: str, project: str, rooms: list[str], rate: float,
-                  seconds: float, seed: int, tick: float = TICK,
-                  in_flight: int = IN_FLIGHT) -> dict[str, Any]:
-    """Publish the schedule of :func:`plan` through the server API, open loop: the arrivals
-    due each ``tick`` go out as one ``batch`` request, at most ``in_flight`` at once."""
-    import aiohttp
-
-    arrivals = plan(rate, seconds, len(rooms), seed)
-    times = [a.at for a in arrivals]
-    channels = [channel(r, project) for r in rooms]
-    sent_at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
-    sent: dict[str, float] = {}
-    lags: list[float] = []
-    counts = {"requests": 0, "errors": 0, "failed_requests": 0}
-    slots = asyncio.Semaphore(in_flight)
-    tasks: set[asyncio.Task[None]] = set()
-    timeout = aiohttp.ClientTimeout(total=10)
-    url = f"{api_url.rstrip('/')}/batch"
-
-    async with aiohttp.ClientSession(headers={"X-API-Key": api_key,
-                                              "Content-Type": "application/json"},
-                                     timeout=timeout) as session:
-        async def post(body: str, command_ids: list[str]) -> None:
-            try:
-                stamp = time.time()
-                for cid in command_ids:
-                    sent[cid] = stamp
-                async with session.post(url, data=body) as response:
-                    reply = await response.read()
-                counts["requests"] += 1
-                if response.status != 200:
-                    counts["failed_requests"] += 1
-                else:
-                    counts["errors"] += sum(1 for r in json.loads(reply).get("replies", [])
-                                            if "error" in r)
-            except (aiohttp.ClientError, TimeoutError):
-                counts["failed_requests"] += 1
-            finally:
-                slots.release()
-
-        start = now()
-        index = 0
-        while index < len(arrivals):
-            elapsed = now() - start
-            due = bisect.bisect_right(times, elapsed, lo=index)
-            if due > index:
-                lags.append((elapsed - times[index]) * 1000)
-                commands, command_ids = [], []
-                for n in range(index, due):
-                    data = _envelope(arrivals[n], n, rooms[arrivals[n].room], sent_at)
-                    if arrivals[n].kind == "command":
-                        command_ids.append(data["id"])
-                    commands.append({"publish": {"channel": channels[arrivals[n].room],
-                                                 "data": data}})
-                await slots.acquire()
-                task = asyncio.create_task(post(json.dumps({"commands": commands}),
-                                                command_ids))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                index = due
-            if index < len(arrivals):
-                wake = max(times[index], now() - start + tick)
-                await asyncio.sleep(max(0.0, wake - (now() - start)))
-        sending = now() - start
-        if tasks:
-            await asyncio.wait(tasks, timeout=15)
-    return {"published": len(arrivals), "commands": len(sent), "seconds": sending,
-            "rate": len(arrivals) / sending if sending > 0 else 0.0,
-            "lag_p99_ms": percentile(lags, 99), "lag_max_ms": max(lags, default=0.0),
-            **counts, "sent": {k: round(v, 6) for k, v in sent.items()}}
 
 
 # -- the scenario (in the orchestrator) ---------------------------------------------------------
@@ -306,13 +159,13 @@ def s13(bench: Bench) -> tuple[list[Row], Any]:
         observer: Interactive | None = None
         try:
             bot.wait_for("READY", 60)
-            observer = Interactive("mixed:observe", {
+            observer = Interactive("mixed_load:observe", {
                 "ws_url": server.ws_url, "api_key": server.api_key, "project": project,
                 "rooms": rooms, "deadline": seconds + 60}, cpus=bench.server_cores,
                 timeout=life)
             observer.wait_for("READY", 60)
             bot.send("START")
-            load = run_worker("mixed:loadgen", {
+            load = run_worker("mixed_load:loadgen", {
                 "api_url": server.api_url, "api_key": server.api_key, "project": project,
                 "rooms": rooms, "rate": RATE, "seconds": seconds, "seed": rep},
                 cpus=bench.server_cores, timeout=seconds + 60)
@@ -337,6 +190,10 @@ def s13(bench: Bench) -> tuple[list[Row], Any]:
     layout = (f"{BOTS} bots in one process, {ROOMS} rooms divided among them, Poisson "
               f"{RATE:g}/s for {seconds:g}s, 20% /echo; {lost}")
     lag = max(float(r["load"]["lag_max_ms"]) for r in b + p)
+    refused = sum(int(r["load"]["errors"]) + int(r["load"]["failed_requests"]) for r in b + p)
+    broken = [r["observer"]["reader_error"] for r in b + p if r["observer"].get("reader_error")]
+    if refused or broken:
+        layout += f"; publishes refused or failed: {refused}; observer errors: {broken}"
     rows = [
         _row("S13", f"reply p99 @ {RATE:g}/s", "ms", False, peer, 1.0, _values(b, "p99_ms"),
              _values(p, "p99_ms"), layout),
@@ -344,10 +201,19 @@ def s13(bench: Bench) -> tuple[list[Row], Any]:
              _values(p, "p50_ms")),
         _row("S13", "CPU per envelope", "µs", False, peer, 1.0,
              _values(b, "cpu_us_per_envelope"), _values(p, "cpu_us_per_envelope"),
-             "bot process CPU time, START to STOP, / envelopes published"),
+             "bot process CPU time, START to STOP, / envelopes published; server API "
+             f"requests per reply: botkit {_per_reply(b)}, peer {_per_reply(p)}"),
         _row("S13", "achieved publish rate", "env/s", True, "the peer's trials", None,
              _values(b, "rate"), _values(p, "rate"),
              f"load generator, open loop, target {RATE:g}/s; latest batch {lag:.1f} ms behind "
              "schedule"),
     ]
+    if sum(int(r["lost"]) for r in b):
+        rows[0].status = "missed"  # a reply that never came is worse than any latency
     return rows, results
+
+
+def _per_reply(results: list[dict[str, Any]]) -> str:
+    requests = sum(int(r["bot"].get("api_requests", 0)) for r in results)
+    replies = sum(int(r["bot"].get("replies", 0)) for r in results)
+    return f"{requests / replies:.2f}" if replies else "-"

@@ -13,7 +13,7 @@ import pytest
 from bench.mixed import (
     KINDS,
     Arrival,
-    _envelope,
+    envelope_for,
     pair_latencies,
     plan,
     poisson_arrivals,
@@ -76,7 +76,7 @@ def test_pair_latencies_in_ms_and_the_lost() -> None:
     ("chat", ChatMessage), ("command", ChatMessage), ("typing", Typing),
     ("joined", UserJoined), ("left", UserLeft)])
 def test_every_kind_is_an_envelope_botkit_takes(kind: str, model: type) -> None:
-    data = _envelope(Arrival(0.0, 3, kind), 42, "r003", "2026-12-03T12:00:00.000Z")
+    data = envelope_for(Arrival(0.0, 3, kind), 42, "r003", "2026-12-03T12:00:00.000Z")
     envelope = parse_envelope(data)
     assert isinstance(envelope, model)
     assert envelope.id == data["id"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -51,6 +52,7 @@ class Coordinator:
         self._beats = 0
         self._hold_off_until = 0.0
         self._taken = asyncio.Event()  # set (and replaced) each time a unit is taken
+        self._taking = True
         self.first_round = asyncio.Event()
         """Set once the first round is over: this replica holds its first share, if free."""
         self.replicas = 1
@@ -73,6 +75,12 @@ class Coordinator:
             except TimeoutError:
                 return self.book.holds(unit)
         return True
+
+    def stop_taking(self) -> None:
+        """The runtime is stopping: its bots are closing their connections, so a unit taken
+        now could not be served (each take would wait out its timeout, one after the other,
+        past the stop's grace). Take none from now on; the held ones go back at the end."""
+        self._taking = False
 
     def reset(self, bot: str) -> None:
         """The bot's runner was replaced: its rooms are given back at the next round (and
@@ -147,11 +155,19 @@ class Coordinator:
 
     async def _take_free(self) -> None:
         target = share(len(self._order), self.replicas)
-        if len(self._held) >= target or time.monotonic() < self._hold_off_until:
+        if (not self._taking or len(self._held) >= target
+                or time.monotonic() < self._hold_off_until):
             return
         candidates = [unit for unit in self._order if unit not in self._held]
         free = await self._bounded(self.book.free(candidates))
+        # Within a round's time (the rest at the next rounds): the leases already held are
+        # renewed only between rounds, and many takes in a row, each up to a lease long when
+        # the room cannot be served, would let them run out. Not the first round: "serving"
+        # means this replica holds its share (a room never stored starts from the live stream).
+        deadline = time.monotonic() + self.round if self.first_round.is_set() else math.inf
         for unit in to_take(free, len(self._held), target):
+            if not self._taking or time.monotonic() > deadline:
+                break
             fence = await self._bounded(self.book.acquire(unit))
             if fence is None:
                 continue  # another replica was quicker

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -117,8 +116,7 @@ class Coordinator:
                 self._hold_off_until = time.monotonic() + self.ttl
                 log.warning("replica %s: Redis lost its heartbeat; taking no free unit for "
                             "%.1fs", self.replica_id, self.ttl)
-            for unit in await self._bounded(self.book.renew()):
-                await self._drop(unit, "its lease went to another replica or expired")
+            await self._renew()
         except (OSError, TimeoutError, _redis_error()) as exc:
             if not self._failing:
                 log.error("replica %s: cannot reach Redis (%s); serving its units until their "
@@ -138,6 +136,10 @@ class Coordinator:
         except (OSError, TimeoutError, _redis_error()) as exc:
             log.warning("replica %s: balancing failed this round: %s", self.replica_id,
                         exc or type(exc).__name__)
+
+    async def _renew(self) -> None:
+        for unit in await self._bounded(self.book.renew()):
+            await self._drop(unit, "its lease went to another replica or ran out")
 
     async def _give_back(self) -> None:
         for unit in [unit for unit in self._held if unit.bot in self._resets]:
@@ -162,12 +164,19 @@ class Coordinator:
         free = await self._bounded(self.book.free(candidates))
         # Within a round's time (the rest at the next rounds): the leases already held are
         # renewed only between rounds, and many takes in a row, each up to a lease long when
-        # the room cannot be served, would let them run out. Not the first round: "serving"
-        # means this replica holds its share (a room never stored starts from the live stream).
-        deadline = time.monotonic() + self.round if self.first_round.is_set() else math.inf
+        # the room cannot be served, would let them run out. The first round renews instead
+        # and goes on: "serving" means this replica holds its share (a room never stored
+        # starts from the live stream).
+        deadline = time.monotonic() + self.round
         for unit in to_take(free, len(self._held), target):
-            if not self._taking or time.monotonic() > deadline:
+            if not self._taking:
                 break
+            if time.monotonic() > deadline:
+                if self.first_round.is_set():
+                    break
+                await self._renew()
+                self.replicas, _ = await self._bounded(self._membership.beat(self._held))
+                deadline = time.monotonic() + self.round
             fence = await self._bounded(self.book.acquire(unit))
             if fence is None:
                 continue  # another replica was quicker

@@ -82,6 +82,13 @@ async def stop_all(runs: dict[str, BotkitRun], stuck: list[str]) -> None:
                          + " | ".join(run.lines[-12:]))
 
 
+def warnings(runs: dict[str, BotkitRun]) -> list[str]:
+    """The replicas' WARNING and ERROR lines (the first 20): what went wrong, if anything."""
+    found = [f"{name}: {line}" for name, run in runs.items() for line in run.lines
+             if " WARNING " in line or " ERROR " in line]
+    return found[:20]
+
+
 def rooms_of(run: BotkitRun, name: str) -> set[str]:
     """The rooms ``name`` holds now, by its log."""
     held: set[str] = set()
@@ -126,6 +133,7 @@ class People:
         self.sent: dict[str, tuple[float, str]] = {}  # id -> (time, room)
         self.answers: dict[str, list[tuple[float, str, str]]] = {}  # id -> [(time, room, by)]
         self.on_answer: Callable[[str], None] | None = None
+        self.errors: list[dict[str, Any]] = []  # the server's error replies (to publishes)
         self._ws: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._next = 1000
@@ -164,6 +172,9 @@ class People:
                 frame = json.loads(line)
                 if not frame:
                     await self._ws.send("{}")  # the server's ping
+                    continue
+                if "error" in frame:
+                    self.errors.append(frame)
                     continue
                 push = frame.get("push")
                 data = ((push or {}).get("pub") or {}).get("data") or {}

@@ -28,6 +28,7 @@ from bench.cluster import (
     rooms_of,
     stop_all,
     until,
+    warnings,
 )
 from bench.common import now
 
@@ -71,6 +72,7 @@ async def throughput(ws_url: str, api_url: str, api_key: str, project: str, redi
                 room = await pending.get()
                 await people.say(room)
 
+        start = now()
         loader = asyncio.create_task(load())
         procs = {f"replica {n}": r.process.pid if r.process else None for n, r in runs.items()}
         procs.update(pids or {})
@@ -87,13 +89,19 @@ async def throughput(ws_url: str, api_url: str, api_key: str, project: str, redi
             pending.put_nowait(room_names[0])  # wake the loader to see the stop
             await loader
         await until(lambda: not people.unanswered(), 15.0)
+        lost_rooms = {people.sent[i][1] for i in people.unanswered()}
+        lost_log = [line for run in runs.values() for line in run.lines
+                    if any(f"/{room} " in line or f" {room}" in line for room in lost_rooms)]
         await stop_all(runs, stuck)
     answered = count1 - count0
     return {
         "replicas": replicas, "rate": answered / (t1 - t0),
         "cpu_percent": {name: 100 * (cpu1[name] - cpu0[name]) / (t1 - t0) for name in procs},
         "sent": len(people.sent), "lost": len(people.unanswered()), "twice": people.twice(),
-        "stuck": stuck,
+        "lost_log": lost_log[:30], "stuck": stuck, "warnings": warnings(runs),
+        "errors": people.errors[:10],
+        "lost_at": sorted({(round(people.sent[i][0] - start, 2), people.sent[i][1])
+                           for i in people.unanswered()})[:20],
     }
 
 

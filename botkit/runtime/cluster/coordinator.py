@@ -185,8 +185,10 @@ class Coordinator:
                 async with asyncio.timeout(self.ttl):
                     await self._take(unit, fence)
             except Exception as exc:  # a room we cannot serve goes to another replica
-                log.error("replica %s cannot serve %s: %s; giving it back", self.replica_id,
-                          unit, exc)
+                # While stopping, the bots closing under a take is expected, not an error.
+                log.log(logging.ERROR if self._taking else logging.INFO,
+                        "replica %s cannot serve %s: %s; giving it back", self.replica_id,
+                        unit, exc or type(exc).__name__)
                 self._held.remove(unit)
                 await self._bounded(self.book.release(unit))
                 continue

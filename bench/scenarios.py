@@ -1,5 +1,5 @@
-"""The scenarios of the issues, S1 to S10 and S13: what each runs, in which mode, and how its
-numbers become rows of the table (ratio = botkit ÷ peer, its direction stated on every row)."""
+"""The scenarios of the issues, S1 to S14: what each runs, in which mode, and how its numbers
+become rows of the table (ratio = botkit ÷ peer, its direction stated on every row)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bench import catchup, mixed
+from bench import catchup, failover, mixed, scaleout
 from bench.common import PROJECT
 
 if TYPE_CHECKING:
@@ -25,6 +25,8 @@ TITLES = {
     "S8": "1 ms handler under a firehose",
     "S9": "one bot, 500 rooms: subscribe",
     "S10": "catch-up after a restart",
+    "S11": "replica failover (SIGKILL)",
+    "S12": "2 replicas vs 1: throughput",
     "S13": "mixed load, 3 bots in 500 rooms (issue 14's S9)",
 }
 
@@ -350,5 +352,6 @@ def s9(bench: Bench) -> tuple[list[Row], Any]:
 
 ALL: list[tuple[str, Callable[[Bench], tuple[list[Row], Any]]]] = [
     ("S1", s1), ("S2", s2), ("S3a", s3a), ("S3b", s3b), ("S4", s4s5), ("S6", s6), ("S7", s7),
-    ("S8", s8), ("S9", s9), ("S10", catchup.s10), ("S13", mixed.s13),
+    ("S8", s8), ("S9", s9), ("S10", catchup.s10), ("S11", failover.s11),
+    ("S12", scaleout.s12), ("S13", mixed.s13),
 ]

@@ -227,6 +227,8 @@ class Runtime:
                 self._started.set()
                 await stopped
         finally:
+            if self.replicas is not None:
+                self.replicas.coordinator.stop_taking()  # the bots are about to close
             ready.cancel()
             # A cancelled gather ends with CancelledError as its *exception*; unread, asyncio
             # logged "exception was never retrieved" after a bot failed before it was ready.

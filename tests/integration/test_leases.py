@@ -112,6 +112,19 @@ async def test_a_lease_ends_locally_before_redis_lets_another_replica_take_it(
     assert await b.acquire(UNIT) is None
 
 
+async def test_a_lease_past_its_local_deadline_is_given_up_not_silently_renewed(
+        client: aioredis.Redis) -> None:
+    # Found by bench S12: while holds() said no, the room's lane skipped what came; a renewal
+    # that then made it say yes again resumed the room past what was skipped (never answered).
+    a, b = books(client, ttl=1.0)
+    assert await a.acquire(UNIT) is not None
+    await asyncio.sleep(SAFETY * 1.0 + 0.05)  # a round came late: the local deadline passed
+    assert await a.renew() == [UNIT]
+    assert not a.holds(UNIT)
+    # Given back at once: the unit is taken again (from its stored position) at a next round.
+    assert await b.acquire(UNIT) is not None
+
+
 async def test_membership_counts_live_replicas_and_forgets_one_that_stops_beating(
         client: aioredis.Redis) -> None:
     from botkit.runtime.cluster.membership import Membership, read_cluster

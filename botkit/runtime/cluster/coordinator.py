@@ -51,6 +51,7 @@ class Coordinator:
         self._beats = 0
         self._hold_off_until = 0.0
         self._taken = asyncio.Event()  # set (and replaced) each time a unit is taken
+        self._taking = True
         self.first_round = asyncio.Event()
         """Set once the first round is over: this replica holds its first share, if free."""
         self.replicas = 1
@@ -73,6 +74,12 @@ class Coordinator:
             except TimeoutError:
                 return self.book.holds(unit)
         return True
+
+    def stop_taking(self) -> None:
+        """The runtime is stopping: its bots are closing their connections, so a unit taken
+        now could not be served (each take would wait out its timeout, one after the other,
+        past the stop's grace). Take none from now on; the held ones go back at the end."""
+        self._taking = False
 
     def reset(self, bot: str) -> None:
         """The bot's runner was replaced: its rooms are given back at the next round (and
@@ -109,8 +116,7 @@ class Coordinator:
                 self._hold_off_until = time.monotonic() + self.ttl
                 log.warning("replica %s: Redis lost its heartbeat; taking no free unit for "
                             "%.1fs", self.replica_id, self.ttl)
-            for unit in await self._bounded(self.book.renew()):
-                await self._drop(unit, "its lease went to another replica or expired")
+            await self._renew()
         except (OSError, TimeoutError, _redis_error()) as exc:
             if not self._failing:
                 log.error("replica %s: cannot reach Redis (%s); serving its units until their "
@@ -131,6 +137,10 @@ class Coordinator:
             log.warning("replica %s: balancing failed this round: %s", self.replica_id,
                         exc or type(exc).__name__)
 
+    async def _renew(self) -> None:
+        for unit in await self._bounded(self.book.renew()):
+            await self._drop(unit, "its lease went to another replica or ran out")
+
     async def _give_back(self) -> None:
         for unit in [unit for unit in self._held if unit.bot in self._resets]:
             self._held.remove(unit)
@@ -147,11 +157,26 @@ class Coordinator:
 
     async def _take_free(self) -> None:
         target = share(len(self._order), self.replicas)
-        if len(self._held) >= target or time.monotonic() < self._hold_off_until:
+        if (not self._taking or len(self._held) >= target
+                or time.monotonic() < self._hold_off_until):
             return
         candidates = [unit for unit in self._order if unit not in self._held]
         free = await self._bounded(self.book.free(candidates))
+        # Within a round's time (the rest at the next rounds): the leases already held are
+        # renewed only between rounds, and many takes in a row, each up to a lease long when
+        # the room cannot be served, would let them run out. The first round renews instead
+        # and goes on: "serving" means this replica holds its share (a room never stored
+        # starts from the live stream).
+        deadline = time.monotonic() + self.round
         for unit in to_take(free, len(self._held), target):
+            if not self._taking:
+                break
+            if time.monotonic() > deadline:
+                if self.first_round.is_set():
+                    break
+                await self._renew()
+                self.replicas, _ = await self._bounded(self._membership.beat(self._held))
+                deadline = time.monotonic() + self.round
             fence = await self._bounded(self.book.acquire(unit))
             if fence is None:
                 continue  # another replica was quicker
@@ -160,8 +185,10 @@ class Coordinator:
                 async with asyncio.timeout(self.ttl):
                     await self._take(unit, fence)
             except Exception as exc:  # a room we cannot serve goes to another replica
-                log.error("replica %s cannot serve %s: %s; giving it back", self.replica_id,
-                          unit, exc)
+                # While stopping, the bots closing under a take is expected, not an error.
+                log.log(logging.ERROR if self._taking else logging.INFO,
+                        "replica %s cannot serve %s: %s; giving it back", self.replica_id,
+                        unit, exc or type(exc).__name__)
                 self._held.remove(unit)
                 await self._bounded(self.book.release(unit))
                 continue

@@ -122,25 +122,39 @@ class LeaseBook:
     async def renew(self) -> list[Unit]:
         """Renew every held lease in one round trip; the units whose lease is no longer ours
         (no longer held here, but their fences kept until :meth:`forget`, so that a position
-        written meanwhile is still fenced, and refused)."""
+        written meanwhile is still fenced, and refused).
+
+        A lease whose local deadline passed (before the renewal, or while it was on its way)
+        is not renewed but lost too, and given back: while :meth:`holds` said no, its room's
+        lane skipped what came, and only a new take recovers that from the stored position."""
         units = list(self.fences)
         if not units:
             return []
         sent = time.monotonic()
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for unit in units:
-                await self._renew(keys=[self._keys.lease(unit), self._keys.fence(unit)],
-                                  args=[self._value(unit), self._ttl_ms, self.fences[unit]],
-                                  client=pipe)
-            results = await pipe.execute()
+        lapsed = [unit for unit in units if self.valid_until.get(unit, 0.0) <= sent]
+        live = [unit for unit in units if self.valid_until.get(unit, 0.0) > sent]
+        results = []
+        if live:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for unit in live:
+                    await self._renew(keys=[self._keys.lease(unit), self._keys.fence(unit)],
+                                      args=[self._value(unit), self._ttl_ms,
+                                            self.fences[unit]], client=pipe)
+                results = await pipe.execute()
+        done = time.monotonic()
         lost = []
-        for unit, renewed in zip(units, results, strict=True):
-            if renewed == 1:
+        for unit, renewed in zip(live, results, strict=True):
+            if renewed == 1 and self.valid_until[unit] > done:
                 self.valid_until[unit] = sent + self.ttl * SAFETY
             else:
+                if renewed == 1:
+                    lapsed.append(unit)
                 lost.append(unit)
                 self.valid_until[unit] = 0.0
-        return lost
+        for unit in lapsed:  # still ours in Redis: free for the next round to take again
+            self.valid_until[unit] = 0.0
+            await self._release(keys=[self._keys.lease(unit)], args=[self._value(unit)])
+        return lapsed + [unit for unit in lost if unit not in lapsed]
 
     def overdue(self) -> list[Unit]:
         """Held units whose local deadline passed (renewals failed or came too late)."""

@@ -67,7 +67,9 @@ async def test_a_cluster_run_answers_and_keeps_its_position_in_redis(
     assert row is not None, "no position in Redis"
     position = json.loads(row)
     assert isinstance(position["epoch"], str)
-    assert position["offset"] >= 2  # /echo hello and its answer, at least
+    # At least /echo hello (offset 1). Its answer (offset 2) may still be on its way back to the
+    # bot when SIGTERM arrives: the person can see the answer before the bot's own socket does.
+    assert position["offset"] >= 1
 
 
 @pytest.mark.server

@@ -186,5 +186,5 @@ class RuntimeCollector(Collector):
         retries = CounterMetricFamily("botkit_api_retries",
                                       "Server API requests that repeated a failed one")
         retries.add_metric([], taken.api_retries)
-        yield from (envelopes, replies, handlers, connected, connections, reconnects, restarts, gaps, lanes,
-                    refused, jobs, requests, seconds, retries)
+        yield from (envelopes, replies, handlers, connected, connections, reconnects, restarts,
+                    gaps, lanes, refused, jobs, requests, seconds, retries)

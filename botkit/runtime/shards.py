@@ -305,13 +305,8 @@ class ShardedClient:
         results: dict[str, BotkitError | None] = {}
 
         async def one(shard: Shard, channels: list[str]) -> None:
-            positions = {}
-            for channel in channels:
-                # A stored position given by the caller first; a moved room goes on from
-                # where its lane stands.
-                position = (since or {}).get(channel) or self._position_of(channel)
-                if position is not None:
-                    positions[channel] = position
+            positions = {channel: since[channel] for channel in channels
+                         if since is not None and channel in since}
             if shard.started:
                 results.update(await shard.client.subscribe_all(
                     channels, since=positions, timeout=timeout))
@@ -386,8 +381,11 @@ class ShardedClient:
                               len(lost))
             if not moving:
                 continue
+            # A moved room goes on from where its lane stands, as after a reconnect.
+            positions = {channel: position for channel in moving
+                         if (position := self._position_of(channel)) is not None}
             try:
-                outcomes = await self.subscribe_all(moving)
+                outcomes = await self.subscribe_all(moving, since=positions)
             except ConnectionClosedError:
                 return  # closing
             for channel, error in outcomes.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
+from botkit.dev.hub import LocalHub
 from botkit.dev.localserver import LocalCentrifugo
 from botkit.realtime import ConnectionState
 from botkit.runtime.supervisor import Runtime
@@ -34,6 +36,7 @@ from tests.support.faultbot import (
 )
 from tests.support.humans import human
 from tests.support.runtime_support import new_project
+from tests.support.servers import TunedCentrifugo
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.ws_tap import SocketTap
 
@@ -237,3 +240,52 @@ async def test_bot_connections_open_a_few_at_a_time(
         assert proxy.connections_accepted == 8
         assert 1 <= most <= OPEN_CONCURRENCY
         assert len(tap.client_ids) == 8
+
+
+def _lower_limit(server: LocalCentrifugo, limit: int) -> None:
+    """Restart ``server`` on its port with a lower channel limit (memory engine: history and
+    presence are gone, as after any restart)."""
+    if isinstance(server, LocalHub):
+        server.settings = dataclasses.replace(server.settings, channel_limit=limit)
+    else:
+        assert isinstance(server, TunedCentrifugo)
+        server.channel_limit = limit
+    server.restart()
+
+
+async def test_a_limit_refusal_after_a_reconnect_moves_the_refused_rooms(
+        make_centrifugo: ServerFactory, caplog: pytest.LogCaptureFixture) -> None:
+    # Two connections of 200 and 100 rooms; the server comes back holding 100 per connection:
+    # the first connection's resubscribe is refused for half its rooms, which move.
+    caplog.set_level(logging.INFO)
+    server = make_centrifugo(channel_limit=200)
+    rooms = ROOMS[:300]
+    project = new_project()
+    runtime = new_runtime(server, bot_yaml(server, project, rooms, rooms_per_connection=200))
+    async with serve(runtime, ready_within=40):
+        client = client_of(runtime)
+        assert [len(shard.channels) for shard in client.shards] == [200, 100]
+        moved = sorted(client.shards[0].channels)[-1]
+        await asyncio.to_thread(_lower_limit, server, 100)
+        await until(lambda: len(client.shards) == 3
+                    and client.state is ConnectionState.CONNECTED
+                    and all(client.is_subscribed(chat_channel(project, room))
+                            for room in rooms),
+                    timeout=30, what="every room subscribed again, on three connections")
+        assert client.capacity == 100
+        await _each_room_on_one_connection(runtime, server, project, rooms, 100)
+        assert client.shard_of(moved) is client.shards[2]
+        room_of_moved = moved.rsplit(":", 1)[-1]
+        async with (human(server, project, room_of_moved, "user_moved") as one,
+                    human(server, project, rooms[-1], "user_last") as last):
+            checked = [Room(server, project, room_of_moved, one),
+                       Room(server, project, rooms[-1], last)]
+            for room in checked:
+                await room.command("ping")
+            for room in checked:
+                await room.answered_once()
+        assert stats_of(runtime).subscription_failures == 0
+    said = [record for record in caplog.records
+            if "at most 100 rooms per connection" in record.getMessage()]
+    assert len(said) == 1, "the split is said once"
+    _no_errors(caplog)

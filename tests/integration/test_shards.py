@@ -21,10 +21,13 @@ import pytest
 
 from botkit.dev.hub import LocalHub
 from botkit.dev.localserver import LocalCentrifugo
+from botkit.ops.metrics import snapshot
+from botkit.ops.readiness import readiness
 from botkit.realtime import ConnectionState
 from botkit.runtime.supervisor import Runtime
 from botkit.tokens import chat_channel
 from tests.support.faultbot import (
+    BOT,
     BOT_USER,
     Room,
     bot_yaml,
@@ -155,11 +158,23 @@ async def test_a_cut_of_one_connection_pauses_only_its_rooms(
             # Answered while the cut connection was still down: the other rooms never paused.
             assert cut.state is not ConnectionState.CONNECTED
             assert max(latencies) < 2.0, latencies
+            # Operators see it: not ready (all connections must be up), one connection down,
+            # and which rooms are not subscribed.
+            ready, report = readiness(runtime)
+            assert not ready
+            bot = report["bots"][BOT]
+            assert bot["connections"] == 4
+            assert bot["reason"].endswith("3 of 4 connections up"), bot["reason"]
+            assert bot["rooms"][ROOMS[-1]]["subscribed"] is True
+            assert bot["rooms"][ROOMS[0]]["subscribed"] is False
+            numbers = snapshot(runtime).bots[BOT]
+            assert (numbers.connected, numbers.connections, numbers.connections_up) == (0, 4, 3)
             assert set(await cut_room.replies()).isdisjoint(missed)
             proxy.refuse(False)
             await until(lambda: cut.state is ConnectionState.CONNECTED, timeout=30,
                         what="the cut connection came back")
             await cut_room.wait_answered(missed, timeout=15)
+            assert readiness(runtime)[0]
             await cut_room.answered_once()
             await other_room.answered_once()
         # Only the cut connection came back, and only its rooms were subscribed again.

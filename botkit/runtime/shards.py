@@ -6,7 +6,7 @@ past a per-connection cap with error 106 ("limit exceeded"). :class:`ShardedClie
 :class:`~botkit.realtime.RealtimeClient` s of the same user and token provider and offers the
 part of their interface the runner uses, so the runner sees one connection:
 
-- rooms go to the lowest connection with room left (:func:`plan`), at most
+- rooms go to the lowest connection with room left (see shardplan.py), at most
   ``limits.rooms_per_connection`` each; new connections open with bounded concurrency and a
   random delay (:data:`OPEN_CONCURRENCY`, :data:`OPEN_JITTER`), so a restart of a bot in
   thousands of rooms does not open them all in the same millisecond;
@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from botkit.errors import BotkitError, ConnectionClosedError, SubscriptionError
 from botkit.protocol.codes import LIMIT_EXCEEDED
@@ -39,8 +39,9 @@ from botkit.realtime import (
     TokenProvider,
 )
 from botkit.realtime.delivery import EventOffer
+from botkit.runtime.shardplan import plan
 
-__all__ = ["OPEN_CONCURRENCY", "OPEN_JITTER", "Shard", "ShardedClient", "plan"]
+__all__ = ["OPEN_CONCURRENCY", "OPEN_JITTER", "Shard", "ShardedClient"]
 
 log = logging.getLogger("botkit.runtime")
 
@@ -53,26 +54,6 @@ _JITTER = random.Random()
 
 StateSink = Callable[[int, ConnectionStateChanged], Awaitable[None]]
 """Told of each connection's state changes, with the connection's index."""
-
-
-def plan(loads: Sequence[int], capacity: int, rooms: int) -> list[int]:
-    """How many of ``rooms`` new rooms each connection takes: the open ones (holding
-    ``loads[i]`` rooms) first, lowest index first, up to ``capacity`` each; then as many new
-    connections of ``capacity`` as the rest needs. The result is at least as long as
-    ``loads``; its tail beyond them is the new connections."""
-    if capacity < 1:
-        raise ValueError("capacity must be at least 1")
-    counts = []
-    left = rooms
-    for load in loads:
-        take = min(left, max(0, capacity - load))
-        counts.append(take)
-        left -= take
-    while left > 0:
-        take = min(left, capacity)
-        counts.append(take)
-        left -= take
-    return counts
 
 
 def _limit_exceeded(error: BotkitError | None) -> bool:
@@ -221,7 +202,7 @@ class ShardedClient:
                             since: Mapping[str, StreamPosition] | None = None,
                             timeout: float | None = None) -> dict[str, BotkitError | None]:
         """Subscribe each channel on one connection (see RealtimeClient.subscribe_all): a
-        channel already placed stays where it is; new ones go where :func:`plan` puts them,
+        channel already placed stays where it is; new ones go where ``shardplan.plan`` puts them,
         and those the server refuses for its channel limit move on until one holds them."""
         wanted = list(dict.fromkeys(channels))
         fresh = [channel for channel in wanted if channel not in self._where]
@@ -313,6 +294,10 @@ class ShardedClient:
                 return
             async with self._gate:
                 await asyncio.sleep(OPEN_JITTER * self._rng.random())
+                if self._closing:  # stopped while waiting its turn: open nothing more
+                    closed = ConnectionClosedError("the bot's connections are closing")
+                    results.update(dict.fromkeys(channels, closed))
+                    return
                 if not shard.started:
                     shard.started = True
                     self._grown.set()

@@ -8,7 +8,8 @@ import pytest
 
 from botkit.errors import SubscriptionError
 from botkit.realtime import ClientEvent, ClientOptions, ConnectionState, ConnectionStateChanged
-from botkit.runtime.shards import ShardedClient, _limit_exceeded, plan
+from botkit.runtime.shardplan import plan
+from botkit.runtime.shards import ShardedClient, _limit_exceeded
 
 
 def test_rooms_fill_one_connection_then_open_new_ones() -> None:

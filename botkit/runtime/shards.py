@@ -51,6 +51,8 @@ OPEN_JITTER = 0.05
 """Each new connection waits a random 0 to this many seconds before it opens."""
 
 _JITTER = random.Random()
+_GATHER_REFUSALS = 0.05
+"""Seconds a background move waits for the other refusals of the same resubscribe."""
 
 StateSink = Callable[[int, ConnectionStateChanged], Awaitable[None]]
 """Told of each connection's state changes, with the connection's index."""
@@ -322,7 +324,10 @@ class ShardedClient:
         for channel in refused:
             shard.channels.discard(channel)
             self._where.pop(channel, None)
-        held = len(shard.channels)
+        # What the server took: the subscribed ones (its replies come in order, so those it
+        # accepted are known before its first refusal), unless the connection dropped since.
+        held = (sum(1 for channel in shard.channels if shard.client.is_subscribed(channel))
+                or len(shard.channels))
         if held < 1:
             return False
         if held < self.capacity:
@@ -348,7 +353,7 @@ class ShardedClient:
             self._mover = asyncio.create_task(self._move(), name=f"bot {self.name}: split")
 
     async def _move(self) -> None:
-        await asyncio.sleep(0)  # the other refusals of the same reply come first
+        await asyncio.sleep(_GATHER_REFUSALS)  # the other refusals of the reply come first
         while self._refused:
             refused, self._refused = self._refused, []
             by_shard: dict[Shard, list[str]] = {}

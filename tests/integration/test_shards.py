@@ -13,8 +13,10 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import textwrap
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -38,7 +40,7 @@ from tests.support.faultbot import (
     until,
 )
 from tests.support.humans import human
-from tests.support.runtime_support import new_project
+from tests.support.runtime_support import bots_yaml, new_project
 from tests.support.servers import TunedCentrifugo
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.ws_tap import SocketTap
@@ -304,3 +306,36 @@ async def test_a_limit_refusal_after_a_reconnect_moves_the_refused_rooms(
             if "at most 100 rooms per connection" in record.getMessage()]
     assert len(said) == 1, "the split is said once"
     _no_errors(caplog)
+
+
+async def test_a_restart_catches_up_every_connection_s_rooms_from_their_stored_positions(
+        centrifugo: LocalCentrifugo, tmp_path: Path) -> None:
+    rooms = ROOMS[:300]  # 3 connections at the default limit
+    project = new_project()
+    yaml_text = bots_yaml(centrifugo, textwrap.dedent(f"""\
+        - name: {BOT}
+          plugin: tests.plugins.flaky
+          user_id: {BOT_USER}
+          rooms: [{", ".join(rooms)}]
+        """), project_id=project, state_path=str(tmp_path / "state.sqlite"))
+    edges = [rooms[0], rooms[-1]]  # on the first connection and on the last
+    async with (human(centrifugo, project, edges[0], "user_first") as first,
+                human(centrifugo, project, edges[1], "user_last") as last):
+        checked = [Room(centrifugo, project, edges[0], first),
+                   Room(centrifugo, project, edges[1], last)]
+        runtime = new_runtime(centrifugo, yaml_text)
+        async with serve(runtime, ready_within=40):
+            assert len(client_of(runtime).shards) == 3
+            for room in checked:
+                await room.wait_answered([await room.command("before")], timeout=10)
+        # Sent while the bot is away: the next start handles them first, once each.
+        missed = [await room.command("while away") for room in checked]
+        runtime = new_runtime(centrifugo, yaml_text)
+        async with serve(runtime, ready_within=40):
+            for room, ident in zip(checked, missed, strict=True):
+                await room.wait_answered([ident], timeout=15)
+            for room in checked:
+                await room.answered_once()
+            stats = stats_of(runtime)
+            assert stats.handled == 4  # the two missed and the two barriers
+            assert stats.gaps == 0

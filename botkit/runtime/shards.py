@@ -51,6 +51,9 @@ OPEN_JITTER = 0.05
 """Each new connection waits a random 0 to this many seconds before it opens."""
 
 _JITTER = random.Random()
+_MAX_ROUNDS = 8
+"""Placements of one subscribe_all before the rooms the server still refuses are reported
+(each round lowers the capacity or moves the refused rooms to a new connection)."""
 _GATHER_REFUSALS = 0.05
 """Seconds a background move waits for the other refusals of the same resubscribe."""
 
@@ -216,7 +219,9 @@ class ShardedClient:
                 if channel in self._where:
                     groups.setdefault(self._where[channel], []).append(channel)
             batch = fresh
-            while groups or batch:
+            for _ in range(_MAX_ROUNDS):
+                if not (groups or batch):
+                    break
                 self._place(batch, groups)
                 results = await self._subscribe_groups(groups, since, timeout)
                 groups = {}
@@ -234,6 +239,9 @@ class ShardedClient:
                             outcomes[channel] = results[channel]
                     else:
                         batch.extend(lost)
+            for channel in batch:  # still refused after every round: a server gone strange
+                outcomes[channel] = SubscriptionError(channel, LIMIT_EXCEEDED,
+                                                      "limit exceeded on every connection")
         finally:
             self._placing.difference_update(fresh)
         return outcomes
@@ -376,8 +384,11 @@ class ShardedClient:
                          if (position := self._position_of(channel)) is not None}
             try:
                 outcomes = await self.subscribe_all(moving, since=positions)
-            except ConnectionClosedError:
-                return  # closing
+            except BotkitError as exc:
+                # Closing, or a connection refused for good: the runner hears of that from
+                # wait_closed(); these rooms are then moot.
+                log.info("bot %s: moving %d room(s) stopped: %s", self.name, len(moving), exc)
+                return
             for channel, error in outcomes.items():
                 if error is not None:
                     log.error("bot %s: cannot move %s to another connection: %s", self.name,

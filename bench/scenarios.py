@@ -28,6 +28,7 @@ TITLES = {
     "S11": "replica failover (SIGKILL)",
     "S12": "2 replicas vs 1: throughput",
     "S13": "mixed load, 3 bots in 500 rooms (issue 14's S9)",
+    "S14": "one bot, 2,000 rooms",
 }
 
 # The memory cap of S8: the RSS the process may grow by while 50k envelopes stream past a
@@ -350,8 +351,48 @@ def s9(bench: Bench) -> tuple[list[Row], Any]:
     return rows, results
 
 
+# -- S14 ---------------------------------------------------------------------------------------
+
+def s14(bench: Bench) -> tuple[list[Row], Any]:
+    from bench.run import alternate, run_worker
+    from botkit.dev.localserver import LocalCentrifugo, ServerSettings, free_port
+
+    count = 2000  # quick mode too: one repetition takes a few seconds
+    # Centrifugo at its DEFAULT client.channel_limit (128): the bot needs count/128 connections,
+    # and so do the peer's clients.
+    server = LocalCentrifugo(ServerSettings(port=free_port(), log_level="error"))
+    bench._start_pinned(server.start)
+
+    def trial(side: str, rep: int) -> dict[str, Any]:
+        return run_worker(f"shards:{side}_rooms", {
+            "ws_url": server.ws_url, "api_url": server.api_url, "api_key": server.api_key,
+            "project": f"{PROJECT}s14{side[0]}{rep}", "count": count},
+            cpus=_cpus(bench), timeout=180)
+
+    try:
+        results = alternate(bench.reps_for(heavy=True), ["botkit", "centrifuge"], trial)
+    finally:
+        server.close()
+    botkit, peer = results["botkit"], results["centrifuge"]
+    failed = sum(int(r.get("failed", count)) for r in botkit)
+    connections = sorted({int(r.get("connections", 0)) for r in botkit})
+    note = (f"{count} rooms, server limit 128/connection; botkit: one bot, "
+            f"{'/'.join(map(str, connections))} connection(s), refused {failed}; peer: "
+            f"{-(-count // 128)} centrifuge-python clients of 128 rooms")
+    peer_seconds = _values(peer, "subscribed_seconds")
+    return [
+        _row("S14", "start -> all rooms subscribed", "s", False, "centrifuge-python", None,
+             _values(botkit, "subscribed_seconds"), peer_seconds, note),
+        _row("S14", "start -> ready (presence of every room read)", "s", False,
+             "centrifuge-python (subscribed)", None, _values(botkit, "ready_seconds"),
+             peer_seconds),
+        _row("S14", "RSS per room", "KiB", False, "centrifuge-python", None,
+             _values(botkit, "kib_per_room"), _values(peer, "kib_per_room")),
+    ], results
+
+
 ALL: list[tuple[str, Callable[[Bench], tuple[list[Row], Any]]]] = [
     ("S1", s1), ("S2", s2), ("S3a", s3a), ("S3b", s3b), ("S4", s4s5), ("S6", s6), ("S7", s7),
     ("S8", s8), ("S9", s9), ("S10", catchup.s10), ("S11", failover.s11),
-    ("S12", scaleout.s12), ("S13", mixed.s13),
+    ("S12", scaleout.s12), ("S13", mixed.s13), ("S14", s14),
 ]

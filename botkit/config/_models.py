@@ -44,6 +44,7 @@ __all__ = [
     "DEFAULT_HANDLER_TIMEOUT",
     "DEFAULT_LANE_QUEUE_SIZE",
     "DEFAULT_MAX_TEXT_LENGTH",
+    "DEFAULT_ROOMS_PER_CONNECTION",
     "DEFAULT_STATE_PATH",
     "BotConfig",
     "BotsConfig",
@@ -57,6 +58,7 @@ __all__ = [
 DEFAULT_HANDLER_TIMEOUT = 10.0
 DEFAULT_LANE_QUEUE_SIZE = 1000
 DEFAULT_MAX_TEXT_LENGTH = 4000
+DEFAULT_ROOMS_PER_CONNECTION = 128
 DEFAULT_STATE_PATH = ".botkit/state.sqlite"
 
 _BOT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
@@ -174,6 +176,9 @@ class LimitsConfig(_Section):
                                        description="a whole number of messages, e.g. 1000")
     max_text_length: StrictInt = Field(default=DEFAULT_MAX_TEXT_LENGTH, ge=1,
                                        description="a whole number of characters, e.g. 4000")
+    # Centrifugo's default client.channel_limit: a bot with more rooms opens more connections.
+    rooms_per_connection: StrictInt = Field(default=DEFAULT_ROOMS_PER_CONNECTION, ge=1,
+                                            description="a whole number of rooms, e.g. 128")
 
 
 class BotConfig(_Section):

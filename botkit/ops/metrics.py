@@ -41,6 +41,8 @@ class _BotNumbers:
     jobs: dict[str, int]
     handlers: dict[str, _Histogram]
     connected: int
+    connections: int
+    connections_up: int
     reconnects: int
     restarts: int
     gaps: int
@@ -90,6 +92,7 @@ def snapshot(runtime: Runtime | None) -> Snapshot:
                   "missed": missed.get(name, 0)},
             handlers=_copy(stats.handler_seconds),
             connected=int(runner.client.state is ConnectionState.CONNECTED),
+            connections=len(runner.client.shards), connections_up=runner.client.connected,
             reconnects=stats.reconnects, restarts=runtime.status(name).restarts,
             gaps=stats.gaps, lane_depth=runner.lane_depth,
             subscription_failures=stats.subscription_failures,
@@ -143,8 +146,11 @@ class RuntimeCollector(Collector):
                                          "How long handler calls took",
                                          labels=["bot", "handler"])
         connected = GaugeMetricFamily("botkit_connected",
-                                      "1 while the bot's realtime connection is up",
+                                      "1 while all the bot's realtime connections are up",
                                       labels=["bot"])
+        connections = GaugeMetricFamily(
+            "botkit_connections", "The bot's realtime connections (one per "
+            "limits.rooms_per_connection rooms), by state: open, up", labels=["bot", "state"])
         reconnects = CounterMetricFamily("botkit_reconnects",
                                          "Connections re-established after a loss",
                                          labels=["bot"])
@@ -181,6 +187,8 @@ class RuntimeCollector(Collector):
             for handler, histogram in sorted(numbers.handlers.items()):
                 _histogram(handlers, [name, handler], histogram)
             connected.add_metric([name], numbers.connected)
+            connections.add_metric([name, "open"], numbers.connections)
+            connections.add_metric([name, "up"], numbers.connections_up)
             reconnects.add_metric([name], numbers.reconnects)
             restarts.add_metric([name], numbers.restarts)
             gaps.add_metric([name], numbers.gaps)
@@ -199,5 +207,6 @@ class RuntimeCollector(Collector):
         retries = CounterMetricFamily("botkit_api_retries",
                                       "Server API requests that repeated a failed one")
         retries.add_metric([], taken.api_retries)
-        yield from (envelopes, replies, handlers, connected, reconnects, restarts, gaps, lanes,
-                    refused, jobs, refusals, questions, pending, requests, seconds, retries)
+        yield from (envelopes, replies, handlers, connected, connections, reconnects, restarts,
+                    gaps, lanes, refused, jobs, refusals, questions, pending, requests, seconds,
+                    retries)

@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from botkit.errors import BotkitError, ProtocolError, SubscriptionError
+from botkit.errors import BotkitError, ProtocolError, ReplyError, SubscriptionError
 from botkit.protocol import (
     ClientProtocol,
     ErrorAction,
@@ -26,6 +26,7 @@ from botkit.protocol import (
     Unsubscribed,
     error_action,
 )
+from botkit.protocol.codes import LIMIT_EXCEEDED
 from botkit.realtime.delivery import Delivery
 from botkit.realtime.events import SubscriptionEnded, SubscriptionFailed, SubscriptionStarted
 from botkit.realtime.options import ClientOptions, SubscriptionTokenProvider, mint
@@ -158,7 +159,12 @@ class Subscriptions:
         del self._wanted[wanted.channel]
         self._protocol.forget(wanted.channel)
         _settle_future(wanted.first_result, error)
-        log.error("subscription to %s refused: %s", wanted.channel, error)
+        if isinstance(error, ReplyError) and error.code == LIMIT_EXCEEDED:
+            # The connection's channel limit: the consumer moves the channel to another
+            # connection (the runtime does, and says so once), not one line per channel here.
+            log.debug("subscription to %s refused: %s", wanted.channel, error)
+        else:
+            log.error("subscription to %s refused: %s", wanted.channel, error)
         await self._delivery.emit(SubscriptionFailed(wanted.channel, error))
 
     async def on_unsubscribed(self, event: Unsubscribed) -> bool:

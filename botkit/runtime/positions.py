@@ -135,7 +135,9 @@ class Positions:
         would otherwise leave no position, and the next run would start from the live stream,
         losing what was sent while it was down."""
         if room not in self._saved:
-            await self.flush()
+            # This room only: every room's first subscribe writing every room made a bot's
+            # start quadratic in its rooms (2,000 rooms: 4 million rows compared, 3 s).
+            await self.flush(only=room)
 
     def _key(self, room: str) -> str:
         return f"{self._bot}:{room}"[:256]
@@ -194,12 +196,12 @@ class Positions:
         if self._store is None:
             return
         owned = self.owned
+        rooms = self.cursors if only is None else [only]
         try:
-            for room, cursor in self.cursors.items():
-                if (owned is not None and room not in owned) or (only is not None
-                                                                  and room != only):
+            for room in rooms:
+                if owned is not None and room not in owned:
                     continue
-                row = self._row(room, cursor)
+                row = self._row(room, self.cursors[room])
                 if row is None or row == self._saved.get(room):
                     continue
                 if not await self._write(room, row):

@@ -24,13 +24,12 @@ from botkit.context import BotServices, JobScheduler
 from botkit.errors import RealtimeTimeoutError, SubscriptionError
 from botkit.protocol.codes import DisconnectAction, disconnect_action
 from botkit.protocol.events import Joined, Left, StreamGap
-from botkit.protocol.types import Publication
+from botkit.protocol.types import Publication, StreamPosition
 from botkit.realtime import (
     ClientEvent,
     ClientOptions,
     ConnectionState,
     ConnectionStateChanged,
-    RealtimeClient,
     SubscriptionFailed,
     SubscriptionStarted,
 )
@@ -40,6 +39,7 @@ from botkit.runtime.core import BotCore, BotStats, LoadedBot, static_schedules
 from botkit.runtime.lanes import Lane
 from botkit.runtime.overflow import RoomFlow
 from botkit.runtime.positions import Positions
+from botkit.runtime.shards import ShardedClient
 from botkit.serverapi.client import ServerApi
 from botkit.state.store import StateStore
 from botkit.tokens import TokenMinter
@@ -90,11 +90,16 @@ class BotRunner:
         self.channels = self.core.channels
         minter = TokenMinter(xshathra.server_api_key.get_secret_value(), loaded.config.user_id,
                              ttl=xshathra.token_ttl)
-        self.client = RealtimeClient(xshathra.realtime_url, minter.connection,
-                                     minter.subscription, on_event=self._on_event,
-                                     offer_event=self._offer_event,
-                                     options=ClientOptions(subscription_events=True))
         self.positions = Positions(state, self.name, list(self.channels), self.core.presence)
+        self._rooms = {channel: room for room, channel in self.channels.items()}
+        # As many connections as the rooms need (limits.rooms_per_connection each, or what
+        # the server allows): one to the runner, see shards.py.
+        self.client = ShardedClient(
+            xshathra.realtime_url, minter.connection, minter.subscription,
+            options=ClientOptions(subscription_events=True),
+            per_connection=self._limits.rooms_per_connection, on_event=self._on_event,
+            offer_event=self._offer_event, on_state=self._on_state,
+            position_of=self._position_of, on_moved=self._on_moved, name=self.name)
         self._holds = holds
         """With replicas: whether this replica holds (bot, room) now. The bot then subscribes
         only the rooms the cluster hands it (:meth:`take`, :meth:`drop`), and its lanes handle
@@ -110,7 +115,7 @@ class BotRunner:
                 f"{self.config.name}/{room}", self._lane_handler(room, flow),
                 maxsize=self._limits.lane_queue_size)
             self._flows[channel] = flow
-        self._was_connected = False
+        self._was_connected: set[int] = set()  # connections (by index) once connected
         self._closing = False  # our own close: its disconnect is no loss to warn about
         self.ready = asyncio.Event()
 
@@ -308,22 +313,35 @@ class BotRunner:
                 lane.push(event)  # never waits: a full room must not hold up the others
         elif isinstance(event, SubscriptionFailed):
             self.stats.subscription_failures += 1
-        elif isinstance(event, ConnectionStateChanged):
-            await self._on_state(event)
 
-    async def _on_state(self, event: ConnectionStateChanged) -> None:
+    async def _on_state(self, index: int, event: ConnectionStateChanged) -> None:
+        """A change of the bot's connection ``index`` (of several when its rooms need them)."""
         if event.state is ConnectionState.CONNECTED:
-            if self._was_connected:
+            if index in self._was_connected:
                 self.stats.reconnects += 1
-                # Joins and leaves are not recovered like publications: compare instead.
-                for lane in self._lanes.values():
-                    lane.push(_Resync(announce=True))
-            self._was_connected = True
+                # Joins and leaves are not recovered like publications: compare instead, in
+                # this connection's rooms only (the others never left).
+                for channel in self.client.channels_on(index):
+                    self._lanes[channel].push(_Resync(announce=True))
+            self._was_connected.add(index)
         elif (event.state is ConnectionState.DISCONNECTED and not self._closing
               and disconnect_action(event.code) is DisconnectAction.RECONNECT):
             # A terminal close is the supervisor's to report (it stops the bot alone).
-            log.warning("bot %s: connection lost (%s %s); reconnecting", self.config.name,
-                        event.code, event.reason)
+            shards = len(self.client.shards)
+            which = f" {index + 1} of {shards}" if shards > 1 else ""
+            log.warning("bot %s: connection%s lost (%s %s); reconnecting", self.config.name,
+                        which, event.code, event.reason)
+
+    def _position_of(self, channel: str) -> StreamPosition | None:
+        """Where ``channel``'s lane stands: a room moved to another connection goes on from
+        there."""
+        return self.positions.cursors[self._rooms[channel]].position()
+
+    def _on_moved(self, channels: list[str]) -> None:
+        """Rooms moved to another connection (the server refused them on theirs): compare
+        presence, as after a reconnect."""
+        for channel in channels:
+            self._lanes[channel].push(_Resync(announce=True))
 
     # -- in a lane ---------------------------------------------------------------------------
 

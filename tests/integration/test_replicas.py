@@ -409,3 +409,72 @@ async def test_a_redis_restart_under_load_moves_no_room_and_answers_nothing_twic
     # Each kept the rooms it held: the restart was shorter than the lease.
     assert a.count("replica a loses ") == 0, a.log()
     assert b.count("replica b loses ") == 0, b.log()
+
+
+async def bot_connections(server: LocalCentrifugo, project: str, user: str) -> dict[str, list[str]]:
+    """Room → the connections (client ids) of ``user`` in the room's presence."""
+    import httpx
+
+    from botkit.tokens import chat_channel
+    commands = [{"presence": {"channel": chat_channel(project, room)}} for room in ROOMS]
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        response = await http.post(f"{server.api_url}/batch",
+                                   json={"commands": commands, "parallel": True},
+                                   headers={"X-API-Key": server.api_key})
+    response.raise_for_status()
+    return {room: sorted(info["client"]
+                         for info in reply.get("presence", {}).get("presence", {}).values()
+                         if info.get("user") == user)
+            for room, reply in zip(ROOMS, response.json()["replies"], strict=True)}
+
+
+@pytest.mark.server
+async def test_replicas_place_the_rooms_they_take_on_their_connections(
+        centrifugo: LocalCentrifugo, redis_server: LocalRedis, tmp_path: Path) -> None:
+    # Two rooms per connection: the rooms a replica takes and gives back at run time go to
+    # (and leave) its connections, each room on exactly one connection of the bot cluster-wide.
+    project = new_project()
+    bots = REPLAYS + "  limits: {rooms_per_connection: 2}\n"
+    configs = [replica_config(tmp_path, centrifugo, redis_server, bots, project=project,
+                              replica=name) for name in ("a", "b")]
+
+    async def one_connection_per_room(at_least: int) -> None:
+        """Each room on one bot connection, at most 2 rooms on one, and ``at_least``
+        connections in all."""
+        found: dict[str, list[str]] = {}
+
+        async def check() -> bool:
+            found.update(await bot_connections(centrifugo, project, "bot_replays"))
+            if not all(len(clients) == 1 for clients in found.values()):
+                return False
+            per_connection = Counter(clients[0] for clients in found.values())
+            return max(per_connection.values()) <= 2 and len(per_connection) >= at_least
+
+        deadline = time.monotonic() + 10.0
+        while not await check():
+            assert time.monotonic() < deadline, (
+                f"not one bot connection per room, 2 rooms per connection, on {at_least} "
+                f"connections or more: {found}")
+            await asyncio.sleep(0.1)
+
+    async with people(centrifugo, project) as rooms, \
+            botkit_run(configs[0], centrifugo.api_key) as a:
+        await a.serving("replays")
+        await until(lambda: held(a, "a") == 6, "replica a alone holds the 6 rooms", 15.0)
+        await one_connection_per_room(3)
+        async with botkit_run(configs[1], centrifugo.api_key) as b:
+            await b.serving("replays")
+            await two_replicas_balanced(a, b)
+            # 3 rooms each: on 2 connections or more each.
+            await one_connection_per_room(4)
+            sent = [await rooms.people[room].say(f"/echo {room}") for room in ROOMS]
+            await rooms.answered(sent, 15.0)
+            assert await b.stop(signal.SIGTERM) == 0, b.log()
+        await until(lambda: held(a, "a") == 6, "replica a takes the 6 rooms", TTL + 3.0)
+        # Back on a's own 3 connections: the rooms fill the places they left.
+        await one_connection_per_room(3)
+        sent += [await rooms.people[room].say(f"/echo again {room}") for room in ROOMS]
+        await rooms.answered(sent, 15.0)
+        await asyncio.sleep(0.5)  # a second answer to anything would show by now
+        assert await a.stop(signal.SIGTERM) == 0, a.log()
+    assert all(rooms.replies[ident] == 1 for ident in sent), rooms.replies

@@ -25,8 +25,9 @@ import httpx
 
 from botkit.config import parse_config
 from botkit.dev.localserver import LocalCentrifugo
-from botkit.realtime import ConnectionState, RealtimeClient
+from botkit.realtime import ConnectionState
 from botkit.runtime.core import BotStats
+from botkit.runtime.shards import ShardedClient
 from botkit.runtime.supervisor import Runtime, load_bots
 from botkit.serverapi.client import ServerApi
 from botkit.tokens import chat_channel
@@ -40,7 +41,8 @@ BOT_USER = "bot_flaky"
 
 
 def bot_yaml(server: LocalCentrifugo, project: str, rooms: Iterable[str], *,
-             realtime_url: str | None = None, api_url: str | None = None) -> str:
+             realtime_url: str | None = None, api_url: str | None = None,
+             rooms_per_connection: int | None = None) -> str:
     """bots.yaml for one echoing bot in ``rooms``, optionally behind proxies."""
     room_list = ", ".join(rooms)
     bot = textwrap.dedent(f"""\
@@ -49,6 +51,8 @@ def bot_yaml(server: LocalCentrifugo, project: str, rooms: Iterable[str], *,
           user_id: {BOT_USER}
           rooms: [{room_list}]
         """)
+    if rooms_per_connection is not None:
+        bot += f"  limits: {{rooms_per_connection: {rooms_per_connection}}}\n"
     text = bots_yaml(server, bot, project_id=project, realtime_url=realtime_url)
     if api_url is not None:
         text = text.replace(f"api_url: {server.api_url}", f"api_url: {api_url}")
@@ -112,7 +116,7 @@ async def _stop(runtime: Runtime, task: asyncio.Task[None],
         await asyncio.wait([task])
 
 
-def client_of(runtime: Runtime) -> RealtimeClient:
+def client_of(runtime: Runtime) -> ShardedClient:
     return runtime.runners[BOT].client
 
 

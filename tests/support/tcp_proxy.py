@@ -7,6 +7,7 @@ then break the network on purpose::
         client = Client(proxy.rewrite(server_url))
         ...
         await proxy.cut()            # both sides see the connection drop at once
+        await proxy.cut_connection(2)  # only the second connection accepted drops
         proxy.blackhole(True)        # connections stay open, every byte is lost
         proxy.refuse(True)           # new connections are reset at once
         proxy.delay = 0.2            # every chunk arrives 0.2 s late, in order
@@ -448,6 +449,18 @@ class TcpProxy:
         self.connections_cut += len(conns)
         await self._settle(conns, [])
         return len(conns)
+
+    async def cut_connection(self, number: int, *, reset: bool = False) -> bool:
+        """Abort only the connection accepted ``number``-th (1, 2, ...: what a tap is told);
+        the others go on. False if it is gone already. A client with several connections
+        through one proxy (a bot's shards) loses just the one."""
+        conns = [conn for conn in self._conns if conn.number == number]
+        for conn in conns:
+            conn.abort(reset=reset)
+        self.cuts += 1
+        self.connections_cut += len(conns)
+        await self._settle(conns, [])
+        return bool(conns)
 
     def cut_in_background(self, times: int, interval: float) -> asyncio.Task[list[int]]:
         """A task that calls :meth:`cut` ``times`` times, each after ``interval`` seconds.

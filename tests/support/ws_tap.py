@@ -182,11 +182,16 @@ class Trigger:
 class SocketTap:
     """Reads every proxied connection as protocol frames; cuts when an armed trigger matches.
 
-    ``frames`` counts what went by, as ("up"/"down", kind) → count, across connections.
+    ``frames`` counts what went by, as ("up"/"down", kind) → count, across connections;
+    ``by_connection`` the same per connection (number, "up"/"down", kind), and ``client_ids``
+    maps each connection's number to the client id its connect reply gave (a client with
+    several connections through one proxy: which one is which).
     """
 
     def __init__(self, proxy: TcpProxy) -> None:
         self.frames: Counter[tuple[str, str]] = Counter()
+        self.by_connection: Counter[tuple[int, str, str]] = Counter()
+        self.client_ids: dict[int, str] = {}
         self._readers: dict[tuple[int, str], WsReader] = {}
         self._armed: list[Trigger] = []
         proxy.tap = self._on_chunk
@@ -215,7 +220,11 @@ class SocketTap:
                     continue
                 if not isinstance(frame, dict):
                     continue
-                self.frames[direction, kind_of(frame)] += 1
+                kind = kind_of(frame)
+                self.frames[direction, kind] += 1
+                self.by_connection[connection, direction, kind] += 1
+                if direction == "down" and isinstance(frame.get("connect"), dict):
+                    self.client_ids[connection] = str(frame["connect"].get("client", ""))
                 for trigger in self._armed:
                     if trigger.direction != direction or not trigger.match(frame):
                         continue

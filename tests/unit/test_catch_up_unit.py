@@ -163,6 +163,35 @@ async def _roundtrip(store: Any) -> None:
     assert rows["side"].position is None
 
 
+async def test_a_room_s_first_subscribe_writes_that_room_only() -> None:
+    # Each room's first subscribe writes its row at once; writing every room each time made
+    # the start of a bot in 2,000 rooms quadratic (4 million rows compared, seconds of CPU).
+    rooms = [f"r{n}" for n in range(50)]
+
+    class Counting(MemoryStateStore):
+        writes = 0
+
+        async def set(self, namespace: str, key: str, value: Any, *,
+                      ttl: float | None = None) -> None:
+            Counting.writes += 1
+            await super().set(namespace, key, value, ttl=ttl)
+
+    async with Counting() as store:
+        positions = Positions(store, "welcome", rooms, {room: RoomPresence() for room in rooms})
+        await positions.load()
+        for n, room in enumerate(rooms):  # every room subscribed, none handled by its lane yet
+            positions.cursors[room].epoch, positions.cursors[room].offset = "e", n
+        await positions.store_first("r0")
+        assert Counting.writes == 1
+        for room in rooms:
+            await positions.store_first(room)
+        assert Counting.writes == len(rooms)
+        assert sorted(await store.keys(NAMESPACE)) == sorted(f"welcome:{r}" for r in rooms)
+        positions.cursors["r0"].offset = 99
+        await positions.store_first("r0")  # stored already: left to the writer's second
+        assert Counting.writes == len(rooms)
+
+
 async def test_positions_survive_in_the_memory_store() -> None:
     async with MemoryStateStore() as store:
         await _roundtrip(store)

@@ -125,6 +125,7 @@ def test_defaults_fill_in_optional_keys() -> None:
     assert bot.limits.handler_timeout == DEFAULT_HANDLER_TIMEOUT == 10.0
     assert bot.limits.lane_queue_size == DEFAULT_LANE_QUEUE_SIZE == 1000
     assert bot.limits.max_text_length == DEFAULT_MAX_TEXT_LENGTH == 4000
+    assert bot.limits.rooms_per_connection == 128  # Centrifugo's default channel limit
 
 
 def test_public_api_is_pinned() -> None:
@@ -222,7 +223,7 @@ def test_unknown_key_without_a_close_match_lists_the_valid_keys() -> None:
     error = error_of(with_bots(ONE_BOT + "  limits: {colour: blue}\n"))
     assert str(error) == (
         "bots.yaml:10: bots[0].limits.colour: unknown key 'colour'; expected one of: "
-        "handler_timeout, lane_queue_size, max_text_length")
+        "handler_timeout, lane_queue_size, max_text_length, rooms_per_connection")
 
 
 def test_missing_key_points_at_its_parent() -> None:
@@ -327,6 +328,23 @@ def test_limits_are_checked(value: str, message: str) -> None:
     error = error_of(with_bots(ONE_BOT + f"  limits:\n    lane_queue_size: {value}\n"))
     assert (error.line, error.field) == (11, "bots[0].limits.lane_queue_size")
     assert str(error).endswith(message)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("0", "must be at least 1"),
+    ("-5", "must be at least 1"),
+    ("'128'", "expected a whole number of rooms, e.g. 128, got a string"),
+    ("2.5", "expected a whole number of rooms, e.g. 128, got a number"),
+])
+def test_rooms_per_connection_is_checked(value: str, message: str) -> None:
+    error = error_of(with_bots(ONE_BOT + f"  limits:\n    rooms_per_connection: {value}\n"))
+    assert (error.line, error.field) == (11, "bots[0].limits.rooms_per_connection")
+    assert str(error).endswith(message)
+
+
+def test_rooms_per_connection_is_read() -> None:
+    config = parse(with_bots(ONE_BOT + "  limits: {rooms_per_connection: 1}\n"))
+    assert config.bots[0].limits.rooms_per_connection == 1
 
 
 @pytest.mark.parametrize(("key", "url", "message"), [

@@ -233,6 +233,18 @@ async def test_cut_drops_both_sides_promptly_and_reconnect_works(
     assert proxy.connections_accepted == 3
 
 
+async def test_cut_connection_drops_only_that_one(proxy: TcpProxy, echo: EchoServer) -> None:
+    async with client(proxy.port) as (reader, writer), client(proxy.port) as (reader2, writer2):
+        await round_trip(reader, writer)
+        await round_trip(reader2, writer2)
+        assert await proxy.cut_connection(2)
+        assert await asyncio.wait_for(read_until_closed(reader2), PROMPT) is None
+        await round_trip(reader, writer, b"the first goes on")
+        assert proxy.active_connections == 1
+        assert not await proxy.cut_connection(2)  # gone already
+    assert proxy.connections_cut == 1
+
+
 async def test_blackhole_drops_bytes_but_keeps_connections_open(
         proxy: TcpProxy, echo: EchoServer) -> None:
     async with client(proxy.port) as (reader, writer):

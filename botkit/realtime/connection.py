@@ -1,9 +1,11 @@
 """One WebSocket from open to close: the asyncio shell around the sans-I/O protocol.
 
-A reader feeds each message to :class:`~botkit.protocol.ClientProtocol` and acts on its events,
-a writer sends what the protocol queued, and a timer task sleeps until the protocol's next
-deadline and acts on what :meth:`~botkit.protocol.ClientProtocol.fire_timers` reports. All
-three belong to one task group and end together, whatever ended the connection: the peer's
+A reader takes the messages received since it last looked (one batch per read of the socket,
+see :mod:`~botkit.realtime.websocket`), feeds each to :class:`~botkit.protocol.ClientProtocol`
+and acts on its events; what the protocol queues to send is written at once (or when the
+transport takes writes again); a timer task sleeps until the protocol's next deadline and acts
+on what :meth:`~botkit.protocol.ClientProtocol.fire_timers` reports. The reader and the timer
+task belong to one task group and end together, whatever ended the connection: the peer's
 close frame, a reset, a failed send, a dead server, an overdue reply. :meth:`Connection.run`
 never raises for any of these; it returns an :class:`Outcome` with the close code, which the
 supervisor honours.
@@ -20,8 +22,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-import websockets
-from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidState
 
 from botkit.errors import (
     BotkitError,
@@ -65,6 +66,7 @@ from botkit.realtime.link import (
     Outcome,
 )
 from botkit.realtime.options import mint
+from botkit.realtime.websocket import WebSocket
 from botkit.redact import safe_url
 
 __all__ = ["Connection"]
@@ -75,7 +77,7 @@ log = logging.getLogger("botkit.realtime")
 class Connection:
     """One socket's reader, writer and timers, and the commands waiting for its replies."""
 
-    def __init__(self, link: Link, ws: ClientConnection) -> None:
+    def __init__(self, link: Link, ws: WebSocket) -> None:
         self.link = link
         self.client_id = ""
         self.open = False
@@ -87,11 +89,11 @@ class Connection:
         self._protocol = link.protocol
         self._waiters: dict[int, asyncio.Future[ReplyEvent]] = {}
         self._handshake: set[int] = set()  # subscribes sent with connect, not answered yet
-        self._writable = asyncio.Event()
         self._timers_changed = asyncio.Event()
         self._ended = asyncio.Event()
         self._local: tuple[int, str] | None = None
         self._failure: BotkitError | None = None
+        ws.on_writable = self._send_out
 
     # -- the supervisor's and the facade's interface -------------------------------------------
 
@@ -102,13 +104,13 @@ class Connection:
             return
         self._local = (code, reason)
         self._failure = failure
-        if abort and self._ws.transport is not None:
-            self._ws.transport.abort()  # a dead peer would never answer a closing handshake
+        if abort:
+            self._ws.abort()  # a dead peer would never answer a closing handshake
         self._ended.set()
 
     def kick(self) -> None:
-        """Commands or deadlines were queued: wake the writer and the timer task."""
-        self._writable.set()
+        """Commands or deadlines were queued: send them, and wake the timer task."""
+        self._send_out()
         self._timers_changed.set()
 
     async def request(self, build: Callable[[], int]) -> ReplyEvent:
@@ -118,7 +120,7 @@ class Connection:
         command_id = build()
         future: asyncio.Future[ReplyEvent] = asyncio.get_running_loop().create_future()
         self._waiters[command_id] = future
-        self._writable.set()
+        self._send_out()
         timeout = self.link.options.command_timeout
         try:
             async with asyncio.timeout(timeout):
@@ -142,7 +144,6 @@ class Connection:
             if not self._ended.is_set():
                 async with asyncio.TaskGroup() as group:
                     tasks = [group.create_task(self._read(), name="realtime reader"),
-                             group.create_task(self._write(), name="realtime writer"),
                              group.create_task(self._tick(), name="realtime timers")]
                     await self._ended.wait()
                     for task in tasks:
@@ -165,15 +166,14 @@ class Connection:
             except Exception:
                 # A peer that does not answer the closing handshake, or a code the peer sent
                 # that may not be sent back: the socket goes anyway.
-                if self._ws.transport is not None:
-                    self._ws.transport.abort()
+                self._ws.abort()
         code, reason = self._close_code()
         return Outcome(self.established, code, reason, self._failure)
 
     def _close_code(self) -> tuple[int, str]:
         if self._local is not None:
             return self._local
-        received = self._ws.protocol.close_rcvd
+        received = self._ws.close_rcvd
         if received is not None:
             return received.code, received.reason
         return CLOSE_ABNORMAL, "connection lost"
@@ -186,20 +186,18 @@ class Connection:
         self.kick()
 
     async def _read(self) -> None:
-        ws, protocol, link = self._ws, self._protocol, self.link
+        protocol, link = self._protocol, self.link
         offer_now, emit_declined = link.delivery.offer_now, link.delivery.emit_declined
-        counters = link.counters
+        counters, drops = link.counters, protocol.drops
         clock = asyncio.get_running_loop().time
-        recv = ws.recv
-        try:
-            # recv() in a loop rather than "async for": the same messages, without an async
-            # generator's step per message.
-            while True:
-                message = await recv()
-                if isinstance(message, bytes):
-                    protocol.drops["binary message"] += 1
+        receive, receive_message = self._ws.receive, protocol.receive
+        while batch := await receive():
+            now = clock()
+            for message in batch:
+                if type(message) is not str:
+                    drops["binary message"] += 1
                     continue
-                events = protocol.receive(message, clock())
+                events = receive_message(message, now)
                 if not events:
                     continue
                 # Every event held in the read-ahead counts: a share of its message's size.
@@ -207,30 +205,31 @@ class Connection:
                 for event in events:
                     if type(event) is Publication:
                         counters.publications += 1
-                        if not offer_now(event):
-                            await emit_declined(event, cost)
+                        if offer_now(event):
+                            continue
+                        await emit_declined(event, cost)
                     else:
                         await self._dispatch(event, cost)
-        except websockets.ConnectionClosed:
-            self._end_by_peer()
+                    now = clock()  # the wait may have been long: liveness counts from now
+        self._end_by_peer()
 
     def _end_by_peer(self) -> None:
         """The socket closed under us: the code is the one the peer sent, if any."""
         self._ended.set()
 
-    async def _write(self) -> None:
-        protocol, ws, writable = self._protocol, self._ws, self._writable
-        try:
-            while True:
-                messages = protocol.data_to_send()
-                if not messages:
-                    writable.clear()
-                    await writable.wait()
-                    continue
+    def _send_out(self) -> None:
+        """Write what the protocol queued, unless the transport pushes back (it calls this
+        again once it takes writes) or the connection is ending."""
+        protocol, ws = self._protocol, self._ws
+        while not self._ended.is_set() and ws.writable:
+            messages = protocol.data_to_send()
+            if not messages:
+                return
+            try:
                 for message in messages:
-                    await ws.send(message)
-        except websockets.ConnectionClosed:
-            self._end_by_peer()
+                    ws.send(message)
+            except InvalidState:  # closing under us: the reader sees the rest
+                self._end_by_peer()
 
     async def _tick(self) -> None:
         protocol, changed = self._protocol, self._timers_changed
@@ -281,7 +280,7 @@ class Connection:
         except (TokenError, ConnectionClosedError) as exc:
             log.warning("token refresh for %s failed: %s", channel or "the connection", exc)
             return
-        self._writable.set()
+        self._send_out()
 
     async def _dispatch(self, event: Event, cost: int) -> None:
         if isinstance(event, ReplyEvent):
@@ -291,7 +290,7 @@ class Connection:
             await self.link.delivery.emit(event, cost)
         elif isinstance(event, Ping):
             if event.pong_queued:
-                self._writable.set()
+                self._send_out()
         elif isinstance(event, Unsubscribed):
             self._protocol.timers.forget(event.channel)
             if await self.link.subscriptions.on_unsubscribed(event):

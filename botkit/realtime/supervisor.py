@@ -16,12 +16,13 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
-import websockets
+from websockets.exceptions import WebSocketException
 
 from botkit.errors import BotkitError, ConnectionClosedError, TerminalDisconnectError
 from botkit.protocol import DisconnectAction, describe_disconnect, disconnect_action
 from botkit.realtime.connection import Connection
 from botkit.realtime.link import CLOSE_ABNORMAL, CLOSE_TIMEOUT, Link, Outcome
+from botkit.realtime.websocket import open_websocket
 from botkit.redact import safe_url
 
 __all__ = ["Supervisor"]
@@ -108,12 +109,10 @@ async def open_connection(link: Link) -> Connection | Outcome:
     options = link.options
     try:
         async with asyncio.timeout(options.connect_timeout):
-            ws = await websockets.connect(
-                link.url, compression=None, ping_interval=None, proxy=None,
-                max_size=options.max_incoming_size, open_timeout=None,
-                close_timeout=CLOSE_TIMEOUT,
-                user_agent_header=f"botkit/{options.version or 'dev'}")
-    except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+            ws = await open_websocket(
+                link.url, max_size=options.max_incoming_size, close_timeout=CLOSE_TIMEOUT,
+                user_agent=f"botkit/{options.version or 'dev'}")
+    except (OSError, TimeoutError, WebSocketException) as exc:
         shown = safe_url(link.url)
         detail = str(exc).replace(link.url, shown) or type(exc).__name__
         return Outcome(False, CLOSE_ABNORMAL, "cannot open the WebSocket",

@@ -104,15 +104,31 @@ class Delivery:
             except Exception:
                 self._sink_failed(event)
             return
-        await self._hold(event, max(cost, MIN_EVENT_COST))
+        await self._hold(event, cost)
 
-    async def _hold(self, event: ClientEvent, cost: int) -> None:
-        """Put ``event`` in the read-ahead; wait only when the read-ahead is over budget."""
-        self._held.append((event, cost))
-        self._held_bytes += cost
+    @property
+    def can_hold(self) -> bool:
+        """Declined events wait in the read-ahead (``offer_event`` was given)."""
+        return self._offer is not None
+
+    def hold_now(self, event: ClientEvent, cost: int) -> bool:
+        """The reader's path for what :meth:`offer_now` declined, without a coroutine (only when
+        :attr:`can_hold`): ``event`` joins the read-ahead, in order. False when the read-ahead
+        is now over budget: the reader must await :meth:`wait_room` before reading on."""
+        self._held.append((event, cost if cost > MIN_EVENT_COST else MIN_EVENT_COST))
+        self._held_bytes += cost if cost > MIN_EVENT_COST else MIN_EVENT_COST
         if self._feeder is None:
             # Owned here: aclose() waits for it (bounded) and cancels what is left.
             self._feeder = asyncio.create_task(self._feed(), name="realtime read-ahead")
+        return self._held_bytes <= self._budget
+
+    async def _hold(self, event: ClientEvent, cost: int) -> None:
+        """Put ``event`` in the read-ahead; wait only when the read-ahead is over budget."""
+        if not self.hold_now(event, cost):
+            await self.wait_room()
+
+    async def wait_room(self) -> None:
+        """Wait until the read-ahead is within budget again."""
         while self._held_bytes > self._budget and self._held:
             self._room = asyncio.get_running_loop().create_future()
             try:
@@ -122,12 +138,14 @@ class Delivery:
 
     async def _feed(self) -> None:
         """Hand the read-ahead to on_event, in order, until it is empty."""
-        held = self._held
+        held, offer = self._held, self._offer
         try:
             while held:
                 event, cost = held[0]
                 try:
-                    await self._sink(event)
+                    # offer first: what the consumer takes at once costs no coroutine.
+                    if offer is None or not offer(event):
+                        await self._sink(event)
                 except asyncio.CancelledError:
                     raise
                 except Exception:

@@ -30,7 +30,9 @@ INBOX_BYTES = 256 * 2**10
 """Received messages the reader has not taken yet, in bytes, past which the socket is not read
 (one read of the transport may add up to 256 KiB more)."""
 
-_TEXT, _CONT = Opcode.TEXT, Opcode.CONT
+_TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+_HEAD, _FAST, _SLOW = "head", "fast", "slow"
+_MAX_HEAD = 64 * 2**10
 _NO_MESSAGES: list[str | bytes] = []
 _TLS: ssl.SSLContext | None = None
 
@@ -48,7 +50,8 @@ async def open_websocket(url: str, *, max_size: int, user_agent: str,
     the wait; the socket is aborted if that or anything else fails."""
     uri = parse_uri(url)
     loop = asyncio.get_running_loop()
-    socket = WebSocket(ClientProtocol(uri, max_size=max_size), user_agent, close_timeout)
+    socket = WebSocket(ClientProtocol(uri, max_size=max_size), user_agent, close_timeout,
+                       max_size)
     await loop.create_connection(lambda: socket, uri.host, uri.port,
                                  ssl=_tls() if uri.secure else None)
     try:
@@ -62,9 +65,13 @@ async def open_websocket(url: str, *, max_size: int, user_agent: str,
 class WebSocket(asyncio.Protocol):
     """The client's end of one WebSocket (asyncio's TCP_NODELAY is on for TCP transports)."""
 
-    def __init__(self, ws: ClientProtocol, user_agent: str, close_timeout: float) -> None:
+    def __init__(self, ws: ClientProtocol, user_agent: str, close_timeout: float,
+                 max_size: int) -> None:
         loop = asyncio.get_running_loop()
         self._ws = ws
+        self._max_size = max_size
+        self._mode = _HEAD
+        self._buf = bytearray()
         self._user_agent = user_agent
         self._close_timeout = close_timeout
         self._transport: asyncio.Transport | None = None
@@ -72,7 +79,7 @@ class WebSocket(asyncio.Protocol):
         self.closed: asyncio.Future[None] = loop.create_future()
         self._inbox: list[str | bytes] = []
         self._inbox_bytes = 0
-        self._parts: list[bytes | bytearray | memoryview] = []  # fragments of a message still arriving
+        self._parts: list[bytes | bytearray | memoryview] = []  # a message still arriving
         self._text = False  # the message in fragments is text
         self._wake: asyncio.Future[None] | None = None
         self._reading_paused = False
@@ -137,6 +144,104 @@ class WebSocket(asyncio.Protocol):
         self._flush()
 
     def data_received(self, data: bytes) -> None:
+        if self._mode is _FAST:
+            buf = self._buf
+            buf += data
+            self._scan(buf)
+        elif self._mode is _HEAD:
+            self._head(data)
+        else:
+            self._slow(data)
+        if self._ws.state is State.CLOSING:
+            self._expect_close()
+        if self._inbox:
+            wake = self._wake
+            if wake is not None and not wake.done():
+                wake.set_result(None)
+            if self._inbox_bytes > INBOX_BYTES and not self._reading_paused:
+                self._reading_paused = True
+                cast(asyncio.Transport, self._transport).pause_reading()
+
+    def _head(self, data: bytes) -> None:
+        """The opening handshake's response: websockets is given exactly its bytes, so that
+        what follows starts at a frame's first byte."""
+        buf = self._buf
+        buf += data
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > _MAX_HEAD:
+                self._mode = _SLOW  # websockets refuses it (too long)
+                self._slow(self._take(len(buf)))
+            return
+        self._slow(self._take(end + 4))
+        if self._ws.state is State.OPEN:
+            self._mode = _FAST
+            self._scan(buf)
+        else:  # refused (its body may follow), or not a WebSocket: websockets' to judge
+            self._mode = _SLOW
+            if buf:
+                self._slow(self._take(len(buf)))
+
+    def _take(self, size: int) -> bytes:
+        buf = self._buf
+        head = bytes(buf[:size])
+        del buf[:size]
+        return head
+
+    def _scan(self, buf: bytearray) -> None:
+        """Read whole frames out of ``buf``. Unfragmented text frames, the server's usual, are
+        decoded here; a whole control frame goes to websockets (ping → pong, close → echo);
+        anything else (fragments, binary, a reserved bit, a mask, an oversized length) hands
+        this frame and everything after it to websockets for good."""
+        n = len(buf)
+        pos = 0
+        inbox, max_size = self._inbox, self._max_size
+        size = 0
+        with memoryview(buf) as view:
+            while n - pos >= 2:
+                b0, length = buf[pos], buf[pos + 1]
+                head = 2
+                if length > 125:
+                    if length == 126:
+                        if n - pos < 4:
+                            break
+                        length, head = (buf[pos + 2] << 8) | buf[pos + 3], 4
+                    elif length == 127:
+                        if n - pos < 10:
+                            break
+                        length, head = int.from_bytes(view[pos + 2:pos + 10]), 10
+                    else:
+                        length = -1  # masked: websockets refuses it
+                end = pos + head + length
+                if b0 == 0x81 and 0 <= length <= max_size:
+                    if end > n:
+                        break
+                    try:
+                        inbox.append(str(view[pos + head:end], "utf-8"))
+                    except UnicodeDecodeError:
+                        self._mode = _SLOW
+                        self._invalid_text()
+                        pos = n
+                        break
+                    size += length
+                    pos = end
+                elif 0x88 <= b0 <= 0x8A and length >= 0:  # a whole, unmasked control frame
+                    if end > n:
+                        break
+                    self._slow(bytes(view[pos:end]))
+                    pos = end
+                    if self._ws.state is not State.OPEN:
+                        self._mode = _SLOW  # closing: websockets has the rest
+                        break
+                else:
+                    self._mode = _SLOW
+                    break
+        self._inbox_bytes += size
+        del buf[:pos]
+        if self._mode is _SLOW and buf:
+            self._slow(self._take(len(buf)))
+
+    def _slow(self, data: bytes) -> None:
         ws = self._ws
         ws.receive_data(data)
         events = ws.events_received()
@@ -144,26 +249,19 @@ class WebSocket(asyncio.Protocol):
         inbox = self._inbox
         for event in events:
             if type(event) is Frame:
-                if event.opcode is _TEXT and event.fin and not self._parts:
+                opcode = event.opcode
+                if opcode is _TEXT and event.fin and not self._parts:
                     try:
                         inbox.append(str(event.data, "utf-8"))
                     except UnicodeDecodeError:
                         self._invalid_text()
                         break
                     self._inbox_bytes += len(event.data)
-                else:
+                elif opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
                     self._fragment(event)
+                # control frames: websockets answered them already
             elif isinstance(event, Response):
                 self._handshake_done()
-        if ws.close_expected():
-            self._expect_close()
-        if inbox:
-            wake = self._wake
-            if wake is not None and not wake.done():
-                wake.set_result(None)
-            if self._inbox_bytes > INBOX_BYTES and not self._reading_paused:
-                self._reading_paused = True
-                cast(asyncio.Transport, self._transport).pause_reading()
 
     def eof_received(self) -> bool | None:
         self._ws.receive_eof()
@@ -228,7 +326,8 @@ class WebSocket(asyncio.Protocol):
         self._flush()
 
     def _expect_close(self) -> None:
-        """We sent a close frame: the peer closes TCP next, or is cut off after the timeout."""
+        """A close frame went out (ours or our echo of the peer's): the peer closes TCP next,
+        or is cut off after the close timeout."""
         if self._closer is None and self._transport is not None:
             self._closer = asyncio.get_running_loop().call_later(
                 self._close_timeout, self._transport.abort)

@@ -44,6 +44,7 @@ from botkit.protocol import (
 from botkit.realtime.connection import Connection
 from botkit.realtime.delivery import Delivery, EventOffer, EventSink
 from botkit.realtime.events import ClientEvent, ConnectionState, ConnectionStateChanged
+from botkit.realtime.flag import Flag
 from botkit.realtime.link import Counters, Link, Outcome
 from botkit.realtime.options import ClientOptions, SubscriptionTokenProvider, TokenProvider
 from botkit.realtime.subscriptions import Subscriptions
@@ -105,7 +106,7 @@ class RealtimeClient:
         self._supervisor = Supervisor(link, rng, on_disconnected=self._on_disconnected,
                                       on_connecting=self._on_connecting)
         self._task: asyncio.Task[None] | None = None
-        self._connected = asyncio.Event()
+        self._connected = Flag()
         self._terminal: BotkitError | None = None
         self.state = ConnectionState.CLOSED
         self.client_id = ""

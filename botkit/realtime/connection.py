@@ -54,6 +54,7 @@ from botkit.protocol import (
     Unsubscribed,
     error_action,
 )
+from botkit.realtime.flag import Flag
 from botkit.realtime.link import (
     CLOSE_ABNORMAL,
     CLOSE_CONNECT_TIMEOUT,
@@ -89,8 +90,8 @@ class Connection:
         self._protocol = link.protocol
         self._waiters: dict[int, asyncio.Future[ReplyEvent]] = {}
         self._handshake: set[int] = set()  # subscribes sent with connect, not answered yet
-        self._timers_changed = asyncio.Event()
-        self._ended = asyncio.Event()
+        self._timers_changed = Flag()
+        self._ended = Flag()
         self._local: tuple[int, str] | None = None
         self._failure: BotkitError | None = None
         ws.on_writable = self._send_out
@@ -187,7 +188,9 @@ class Connection:
 
     async def _read(self) -> None:
         protocol, link = self._protocol, self.link
-        offer_now, emit_declined = link.delivery.offer_now, link.delivery.emit_declined
+        delivery = link.delivery
+        offer_now, emit_declined = delivery.offer_now, delivery.emit_declined
+        hold_now = delivery.hold_now if delivery.can_hold else None
         counters, drops = link.counters, protocol.drops
         clock = asyncio.get_running_loop().time
         receive, receive_message = self._ws.receive, protocol.receive
@@ -207,7 +210,12 @@ class Connection:
                         counters.publications += 1
                         if offer_now(event):
                             continue
-                        await emit_declined(event, cost)
+                        if hold_now is None:
+                            await emit_declined(event, cost)
+                        elif hold_now(event, cost):
+                            continue  # held in order; the reader reads on
+                        else:
+                            await delivery.wait_room()
                     else:
                         await self._dispatch(event, cost)
                     now = clock()  # the wait may have been long: liveness counts from now

@@ -21,6 +21,7 @@ from websockets.exceptions import WebSocketException
 from botkit.errors import BotkitError, ConnectionClosedError, TerminalDisconnectError
 from botkit.protocol import DisconnectAction, describe_disconnect, disconnect_action
 from botkit.realtime.connection import Connection
+from botkit.realtime.flag import Flag
 from botkit.realtime.link import CLOSE_ABNORMAL, CLOSE_TIMEOUT, Link, Outcome
 from botkit.realtime.websocket import open_websocket
 from botkit.redact import safe_url
@@ -42,7 +43,7 @@ class Supervisor:
         self._on_connecting = on_connecting
         self.current: Connection | None = None
         self.closing = False
-        self._stopped = asyncio.Event()
+        self._stopped = Flag()
 
     def stop(self, code: int, reason: str) -> None:
         """End the current connection with ``code`` and start no other."""

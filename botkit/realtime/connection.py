@@ -3,9 +3,10 @@
 A reader takes the messages received since it last looked (one batch per read of the socket,
 see :mod:`~botkit.realtime.websocket`), feeds each to :class:`~botkit.protocol.ClientProtocol`
 and acts on its events; what the protocol queues to send is written at once (or when the
-transport takes writes again); a timer task sleeps until the protocol's next deadline and acts
-on what :meth:`~botkit.protocol.ClientProtocol.fire_timers` reports. The reader and the timer
-task belong to one task group and end together, whatever ended the connection: the peer's
+transport takes writes again); one loop timer fires at the protocol's next deadline, and the
+connection acts on what :meth:`~botkit.protocol.ClientProtocol.fire_timers` reports (what must
+be awaited, a resubscribe or a token refresh, in a short-lived task). The reader and that task
+belong to one task group and end together, whatever ended the connection: the peer's
 close frame, a reset, a failed send, a dead server, an overdue reply. :meth:`Connection.run`
 never raises for any of these; it returns an :class:`Outcome` with the close code, which the
 supervisor honours.
@@ -18,7 +19,6 @@ subscribes are in: one round trip, however many channels.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -90,7 +90,10 @@ class Connection:
         self._protocol = link.protocol
         self._waiters: dict[int, asyncio.Future[ReplyEvent]] = {}
         self._handshake: set[int] = set()  # subscribes sent with connect, not answered yet
-        self._timers_changed = Flag()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_work: list[ResubscribeDue | RefreshDue] = []  # due, to be awaited in turn
+        self._worker: asyncio.Task[None] | None = None
+        self._group: asyncio.TaskGroup | None = None
         self._ended = Flag()
         self._local: tuple[int, str] | None = None
         self._failure: BotkitError | None = None
@@ -110,9 +113,9 @@ class Connection:
         self._ended.set()
 
     def kick(self) -> None:
-        """Commands or deadlines were queued: send them, and wake the timer task."""
+        """Commands or deadlines were queued: send them, and arm the timer for them."""
         self._send_out()
-        self._timers_changed.set()
+        self._arm()
 
     async def request(self, build: Callable[[], int]) -> ReplyEvent:
         """Queue the command ``build`` makes and wait for its reply (bounded)."""
@@ -144,16 +147,23 @@ class Connection:
                 self.end(CLOSE_NORMAL, "no connection token", exc)
             if not self._ended.is_set():
                 async with asyncio.TaskGroup() as group:
-                    tasks = [group.create_task(self._read(), name="realtime reader"),
-                             group.create_task(self._tick(), name="realtime timers")]
+                    self._group = group
+                    reader = group.create_task(self._read(), name="realtime reader")
+                    self._start_work()
                     await self._ended.wait()
-                    for task in tasks:
-                        task.cancel()
+                    self._group = None
+                    reader.cancel()
+                    if self._worker is not None:
+                        self._worker.cancel()
         except Exception as exc:
             # A bug of ours costs this connection (the supervisor reconnects), not the client.
             log.exception("realtime connection to %s failed unexpectedly", safe_url(link.url))
             self.end(CLOSE_PROTOCOL, "internal error", ProtocolError(f"internal error: {exc!r}"))
         finally:
+            self._group = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             protocol.connection_lost()
             link.subscriptions.connection_lost()
             closed = ConnectionClosedError("the connection was lost")
@@ -239,18 +249,52 @@ class Connection:
             except InvalidState:  # closing under us: the reader sees the rest
                 self._end_by_peer()
 
-    async def _tick(self) -> None:
-        protocol, changed = self._protocol, self._timers_changed
-        loop = asyncio.get_running_loop()
-        while True:
-            changed.clear()
-            for event in protocol.fire_timers(loop.time()):
-                await self._on_timer(event)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(protocol.next_deadline()):
-                    await changed.wait()
+    # -- timers: one loop timer for the protocol's next deadline, not a task per connection ---
 
-    async def _on_timer(self, event: TimerEvent) -> None:
+    def _arm(self) -> None:
+        """Arm the timer for the protocol's next deadline, unless it is armed for an earlier
+        one (firing early costs a look at the deadlines, which re-arms it)."""
+        if self._ended.is_set():
+            return
+        when = self._protocol.next_deadline()
+        timer = self._timer
+        if when is None or (timer is not None and timer.when() <= when):
+            return
+        if timer is not None:
+            timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        if self._ended.is_set():
+            return
+        try:
+            for event in self._protocol.fire_timers(asyncio.get_running_loop().time()):
+                if isinstance(event, ResubscribeDue | RefreshDue):
+                    self._timer_work.append(event)  # these await a token or a send
+                else:
+                    self._on_deadline(event)
+            self._start_work()
+            self._arm()
+        except Exception as exc:
+            # As in the reader: a bug of ours costs this connection, not the client.
+            log.exception("realtime timers of %s failed unexpectedly", safe_url(self.link.url))
+            self.end(CLOSE_PROTOCOL, "internal error", ProtocolError(f"internal error: {exc!r}"))
+
+    def _start_work(self) -> None:
+        """Await what the timers made due, in order, in one task of the connection's group
+        (made when there is some, and gone when it is done)."""
+        if self._timer_work and self._worker is None and self._group is not None:
+            self._worker = self._group.create_task(self._work(), name="realtime timer work")
+
+    async def _work(self) -> None:
+        try:
+            while self._timer_work:
+                await self._on_timer(self._timer_work.pop(0))
+        finally:
+            self._worker = None
+
+    def _on_deadline(self, event: TimerEvent) -> None:
         url = safe_url(self.link.url)
         if isinstance(event, LivenessLost):
             log.warning("nothing from %s for %.0fs; reconnecting", url, event.silent_for)
@@ -264,7 +308,9 @@ class Connection:
             self.link.subscriptions.timed_out(event.channels)
             self.end(CLOSE_SUBSCRIBE_TIMEOUT, "subscribe timeout", RealtimeTimeoutError(
                 f"{len(event.channels)} subscribe(s) unanswered"), abort=True)
-        elif isinstance(event, ResubscribeDue):
+
+    async def _on_timer(self, event: ResubscribeDue | RefreshDue) -> None:
+        if isinstance(event, ResubscribeDue):
             self.link.subscriptions.retry_due(event.channels)
             if await self.link.subscriptions.send(event.channels):
                 self.kick()
@@ -292,7 +338,7 @@ class Connection:
 
     async def _dispatch(self, event: Event, cost: int) -> None:
         if isinstance(event, ReplyEvent):
-            self._timers_changed.set()  # a reply may have set a deadline (a token's refresh)
+            self._arm()  # a reply may have set a deadline (a token's refresh)
             await self._on_reply(event)
         elif isinstance(event, Joined | Left | StreamGap):
             await self.link.delivery.emit(event, cost)

@@ -51,7 +51,10 @@ class Delivery:
         self._drops = drops
         # A deque is made when something is first held, and let go once the read-ahead is
         # empty: an empty deque takes ~630 bytes, and most bots' read-ahead is empty.
-        self._held: deque[tuple[ClientEvent, int]] | tuple[()] = ()
+        # Events and their costs side by side, not as pairs: a pair per held event was one
+        # more object for the GC to track while a busy room's events wait (bench/ S1).
+        self._held: deque[ClientEvent] | tuple[()] = ()
+        self._costs: deque[int] | tuple[()] = ()
         self._held_bytes = 0
         self._feeder: asyncio.Task[None] | None = None
         self._room: asyncio.Future[None] | None = None
@@ -67,7 +70,7 @@ class Delivery:
 
     @property
     def largest_held(self) -> int:
-        return max((cost for _, cost in self._held), default=0)
+        return max(self._costs, default=0)
 
     @property
     def feeding(self) -> bool:
@@ -117,11 +120,14 @@ class Delivery:
         """The reader's path for what :meth:`offer_now` declined, without a coroutine (only when
         :attr:`can_hold`): ``event`` joins the read-ahead, in order. False when the read-ahead
         is now over budget: the reader must await :meth:`wait_room` before reading on."""
-        held = self._held
-        if not isinstance(held, deque):
-            held = self._held = deque()
-        held.append((event, cost if cost > MIN_EVENT_COST else MIN_EVENT_COST))
-        self._held_bytes += cost if cost > MIN_EVENT_COST else MIN_EVENT_COST
+        held, costs = self._held, self._costs
+        if not isinstance(held, deque) or not isinstance(costs, deque):
+            held, costs = self._held, self._costs = deque(), deque()
+        if cost < MIN_EVENT_COST:
+            cost = MIN_EVENT_COST
+        held.append(event)
+        costs.append(cost)
+        self._held_bytes += cost
         if self._feeder is None:
             # Owned here: aclose() waits for it (bounded) and cancels what is left.
             self._feeder = asyncio.create_task(self._feed(), name="realtime read-ahead")
@@ -143,11 +149,12 @@ class Delivery:
 
     async def _feed(self) -> None:
         """Hand the read-ahead to on_event, in order, until it is empty."""
-        held, offer = self._held, self._offer
+        held, costs, offer = self._held, self._costs, self._offer
         assert isinstance(held, deque)  # made before this task was started
+        assert isinstance(costs, deque)
         try:
             while held:
-                event, cost = held[0]
+                event = held[0]
                 try:
                     # offer first: what the consumer takes at once costs no coroutine.
                     if offer is None or not offer(event):
@@ -157,14 +164,14 @@ class Delivery:
                 except Exception:
                     self._sink_failed(event)
                 held.popleft()
-                self._held_bytes -= cost
+                self._held_bytes -= costs.popleft()
                 room = self._room
                 if room is not None and not room.done() and self._held_bytes <= self._budget:
                     room.set_result(None)
         finally:
             self._feeder = None
             if not held and self._held is held:
-                self._held = ()
+                self._held = self._costs = ()
             room = self._room
             if room is not None and not room.done():
                 room.set_result(None)
@@ -184,5 +191,5 @@ class Delivery:
             log.warning("closing with %d received event(s) not handed over", len(self._held))
             feeder.cancel()
             await asyncio.wait([feeder])
-        self._held = ()
+        self._held = self._costs = ()
         self._held_bytes = 0

@@ -1,9 +1,12 @@
 """One WebSocket from open to close: the asyncio shell around the sans-I/O protocol.
 
-A reader feeds each message to :class:`~botkit.protocol.ClientProtocol` and acts on its events,
-a writer sends what the protocol queued, and a timer task sleeps until the protocol's next
-deadline and acts on what :meth:`~botkit.protocol.ClientProtocol.fire_timers` reports. All
-three belong to one task group and end together, whatever ended the connection: the peer's
+A reader takes the messages received since it last looked (one batch per read of the socket,
+see :mod:`~botkit.realtime.websocket`), feeds each to :class:`~botkit.protocol.ClientProtocol`
+and acts on its events; what the protocol queues to send is written at once (or when the
+transport takes writes again); one loop timer fires at the protocol's next deadline, and the
+connection acts on what :meth:`~botkit.protocol.ClientProtocol.fire_timers` reports (what must
+be awaited, a resubscribe or a token refresh, in a short-lived task). The reader and that task
+belong to one task group and end together, whatever ended the connection: the peer's
 close frame, a reset, a failed send, a dead server, an overdue reply. :meth:`Connection.run`
 never raises for any of these; it returns an :class:`Outcome` with the close code, which the
 supervisor honours.
@@ -16,12 +19,10 @@ subscribes are in: one round trip, however many channels.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
-import websockets
-from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidState
 
 from botkit.errors import (
     BotkitError,
@@ -53,6 +54,7 @@ from botkit.protocol import (
     Unsubscribed,
     error_action,
 )
+from botkit.realtime.flag import Flag
 from botkit.realtime.link import (
     CLOSE_ABNORMAL,
     CLOSE_CONNECT_TIMEOUT,
@@ -65,6 +67,7 @@ from botkit.realtime.link import (
     Outcome,
 )
 from botkit.realtime.options import mint
+from botkit.realtime.websocket import WebSocket
 from botkit.redact import safe_url
 
 __all__ = ["Connection"]
@@ -75,7 +78,7 @@ log = logging.getLogger("botkit.realtime")
 class Connection:
     """One socket's reader, writer and timers, and the commands waiting for its replies."""
 
-    def __init__(self, link: Link, ws: ClientConnection) -> None:
+    def __init__(self, link: Link, ws: WebSocket) -> None:
         self.link = link
         self.client_id = ""
         self.open = False
@@ -87,11 +90,14 @@ class Connection:
         self._protocol = link.protocol
         self._waiters: dict[int, asyncio.Future[ReplyEvent]] = {}
         self._handshake: set[int] = set()  # subscribes sent with connect, not answered yet
-        self._writable = asyncio.Event()
-        self._timers_changed = asyncio.Event()
-        self._ended = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_work: list[ResubscribeDue | RefreshDue] = []  # due, to be awaited in turn
+        self._worker: asyncio.Task[None] | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._ended = Flag()
         self._local: tuple[int, str] | None = None
         self._failure: BotkitError | None = None
+        ws.on_writable = self._send_out
 
     # -- the supervisor's and the facade's interface -------------------------------------------
 
@@ -102,14 +108,14 @@ class Connection:
             return
         self._local = (code, reason)
         self._failure = failure
-        if abort and self._ws.transport is not None:
-            self._ws.transport.abort()  # a dead peer would never answer a closing handshake
+        if abort:
+            self._ws.abort()  # a dead peer would never answer a closing handshake
         self._ended.set()
 
     def kick(self) -> None:
-        """Commands or deadlines were queued: wake the writer and the timer task."""
-        self._writable.set()
-        self._timers_changed.set()
+        """Commands or deadlines were queued: send them, and arm the timer for them."""
+        self._send_out()
+        self._arm()
 
     async def request(self, build: Callable[[], int]) -> ReplyEvent:
         """Queue the command ``build`` makes and wait for its reply (bounded)."""
@@ -118,7 +124,7 @@ class Connection:
         command_id = build()
         future: asyncio.Future[ReplyEvent] = asyncio.get_running_loop().create_future()
         self._waiters[command_id] = future
-        self._writable.set()
+        self._send_out()
         timeout = self.link.options.command_timeout
         try:
             async with asyncio.timeout(timeout):
@@ -141,17 +147,23 @@ class Connection:
                 self.end(CLOSE_NORMAL, "no connection token", exc)
             if not self._ended.is_set():
                 async with asyncio.TaskGroup() as group:
-                    tasks = [group.create_task(self._read(), name="realtime reader"),
-                             group.create_task(self._write(), name="realtime writer"),
-                             group.create_task(self._tick(), name="realtime timers")]
+                    self._group = group
+                    reader = group.create_task(self._read(), name="realtime reader")
+                    self._start_work()
                     await self._ended.wait()
-                    for task in tasks:
-                        task.cancel()
+                    self._group = None
+                    reader.cancel()
+                    if self._worker is not None:
+                        self._worker.cancel()
         except Exception as exc:
             # A bug of ours costs this connection (the supervisor reconnects), not the client.
             log.exception("realtime connection to %s failed unexpectedly", safe_url(link.url))
             self.end(CLOSE_PROTOCOL, "internal error", ProtocolError(f"internal error: {exc!r}"))
         finally:
+            self._group = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             protocol.connection_lost()
             link.subscriptions.connection_lost()
             closed = ConnectionClosedError("the connection was lost")
@@ -165,15 +177,14 @@ class Connection:
             except Exception:
                 # A peer that does not answer the closing handshake, or a code the peer sent
                 # that may not be sent back: the socket goes anyway.
-                if self._ws.transport is not None:
-                    self._ws.transport.abort()
+                self._ws.abort()
         code, reason = self._close_code()
         return Outcome(self.established, code, reason, self._failure)
 
     def _close_code(self) -> tuple[int, str]:
         if self._local is not None:
             return self._local
-        received = self._ws.protocol.close_rcvd
+        received = self._ws.close_rcvd
         if received is not None:
             return received.code, received.reason
         return CLOSE_ABNORMAL, "connection lost"
@@ -186,20 +197,20 @@ class Connection:
         self.kick()
 
     async def _read(self) -> None:
-        ws, protocol, link = self._ws, self._protocol, self.link
-        offer_now, emit_declined = link.delivery.offer_now, link.delivery.emit_declined
-        counters = link.counters
+        protocol, link = self._protocol, self.link
+        delivery = link.delivery
+        offer_now, emit_declined = delivery.offer_now, delivery.emit_declined
+        hold_now = delivery.hold_now if delivery.can_hold else None
+        counters, drops = link.counters, protocol.drops
         clock = asyncio.get_running_loop().time
-        recv = ws.recv
-        try:
-            # recv() in a loop rather than "async for": the same messages, without an async
-            # generator's step per message.
-            while True:
-                message = await recv()
-                if isinstance(message, bytes):
-                    protocol.drops["binary message"] += 1
+        receive, receive_message = self._ws.receive, protocol.receive
+        while batch := await receive():
+            now = clock()
+            for message in batch:
+                if type(message) is not str:
+                    drops["binary message"] += 1
                     continue
-                events = protocol.receive(message, clock())
+                events = receive_message(message, now)
                 if not events:
                     continue
                 # Every event held in the read-ahead counts: a share of its message's size.
@@ -207,43 +218,83 @@ class Connection:
                 for event in events:
                     if type(event) is Publication:
                         counters.publications += 1
-                        if not offer_now(event):
+                        if offer_now(event):
+                            continue
+                        if hold_now is None:
                             await emit_declined(event, cost)
+                        elif hold_now(event, cost):
+                            continue  # held in order; the reader reads on
+                        else:
+                            await delivery.wait_room()
                     else:
                         await self._dispatch(event, cost)
-        except websockets.ConnectionClosed:
-            self._end_by_peer()
+                    now = clock()  # the wait may have been long: liveness counts from now
+        self._end_by_peer()
 
     def _end_by_peer(self) -> None:
         """The socket closed under us: the code is the one the peer sent, if any."""
         self._ended.set()
 
-    async def _write(self) -> None:
-        protocol, ws, writable = self._protocol, self._ws, self._writable
-        try:
-            while True:
-                messages = protocol.data_to_send()
-                if not messages:
-                    writable.clear()
-                    await writable.wait()
-                    continue
+    def _send_out(self) -> None:
+        """Write what the protocol queued, unless the transport pushes back (it calls this
+        again once it takes writes) or the connection is ending."""
+        protocol, ws = self._protocol, self._ws
+        while not self._ended.is_set() and ws.writable:
+            messages = protocol.data_to_send()
+            if not messages:
+                return
+            try:
                 for message in messages:
-                    await ws.send(message)
-        except websockets.ConnectionClosed:
-            self._end_by_peer()
+                    ws.send(message)
+            except InvalidState:  # closing under us: the reader sees the rest
+                self._end_by_peer()
 
-    async def _tick(self) -> None:
-        protocol, changed = self._protocol, self._timers_changed
-        loop = asyncio.get_running_loop()
-        while True:
-            changed.clear()
-            for event in protocol.fire_timers(loop.time()):
-                await self._on_timer(event)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(protocol.next_deadline()):
-                    await changed.wait()
+    # -- timers: one loop timer for the protocol's next deadline, not a task per connection ---
 
-    async def _on_timer(self, event: TimerEvent) -> None:
+    def _arm(self) -> None:
+        """Arm the timer for the protocol's next deadline, unless it is armed for an earlier
+        one (firing early costs a look at the deadlines, which re-arms it)."""
+        if self._ended.is_set():
+            return
+        when = self._protocol.next_deadline()
+        timer = self._timer
+        if when is None or (timer is not None and timer.when() <= when):
+            return
+        if timer is not None:
+            timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        if self._ended.is_set():
+            return
+        try:
+            for event in self._protocol.fire_timers(asyncio.get_running_loop().time()):
+                if isinstance(event, ResubscribeDue | RefreshDue):
+                    self._timer_work.append(event)  # these await a token or a send
+                else:
+                    self._on_deadline(event)
+            self._start_work()
+            self._arm()
+        except Exception as exc:
+            # As in the reader: a bug of ours costs this connection, not the client.
+            log.exception("realtime timers of %s failed unexpectedly", safe_url(self.link.url))
+            self.end(CLOSE_PROTOCOL, "internal error", ProtocolError(f"internal error: {exc!r}"))
+
+    def _start_work(self) -> None:
+        """Await what the timers made due, in order, in one task of the connection's group
+        (made when there is some, and gone when it is done)."""
+        if self._timer_work and self._worker is None and self._group is not None:
+            self._worker = self._group.create_task(self._work(), name="realtime timer work")
+
+    async def _work(self) -> None:
+        try:
+            while self._timer_work:
+                await self._on_timer(self._timer_work.pop(0))
+        finally:
+            self._worker = None
+
+    def _on_deadline(self, event: TimerEvent) -> None:
         url = safe_url(self.link.url)
         if isinstance(event, LivenessLost):
             log.warning("nothing from %s for %.0fs; reconnecting", url, event.silent_for)
@@ -257,7 +308,9 @@ class Connection:
             self.link.subscriptions.timed_out(event.channels)
             self.end(CLOSE_SUBSCRIBE_TIMEOUT, "subscribe timeout", RealtimeTimeoutError(
                 f"{len(event.channels)} subscribe(s) unanswered"), abort=True)
-        elif isinstance(event, ResubscribeDue):
+
+    async def _on_timer(self, event: ResubscribeDue | RefreshDue) -> None:
+        if isinstance(event, ResubscribeDue):
             self.link.subscriptions.retry_due(event.channels)
             if await self.link.subscriptions.send(event.channels):
                 self.kick()
@@ -281,17 +334,17 @@ class Connection:
         except (TokenError, ConnectionClosedError) as exc:
             log.warning("token refresh for %s failed: %s", channel or "the connection", exc)
             return
-        self._writable.set()
+        self._send_out()
 
     async def _dispatch(self, event: Event, cost: int) -> None:
         if isinstance(event, ReplyEvent):
-            self._timers_changed.set()  # a reply may have set a deadline (a token's refresh)
+            self._arm()  # a reply may have set a deadline (a token's refresh)
             await self._on_reply(event)
         elif isinstance(event, Joined | Left | StreamGap):
             await self.link.delivery.emit(event, cost)
         elif isinstance(event, Ping):
             if event.pong_queued:
-                self._writable.set()
+                self._send_out()
         elif isinstance(event, Unsubscribed):
             self._protocol.timers.forget(event.channel)
             if await self.link.subscriptions.on_unsubscribed(event):

@@ -49,7 +49,12 @@ class Delivery:
         self._offer = offer_event if self.queue is None else None
         self._budget = read_ahead_bytes
         self._drops = drops
-        self._held: deque[tuple[ClientEvent, int]] = deque()
+        # A deque is made when something is first held, and let go once the read-ahead is
+        # empty: an empty deque takes ~630 bytes, and most bots' read-ahead is empty.
+        # Events and their costs side by side, not as pairs: a pair per held event was one
+        # more object for the GC to track while a busy room's events wait (bench/ S1).
+        self._held: deque[ClientEvent] | tuple[()] = ()
+        self._costs: deque[int] | tuple[()] = ()
         self._held_bytes = 0
         self._feeder: asyncio.Task[None] | None = None
         self._room: asyncio.Future[None] | None = None
@@ -65,7 +70,7 @@ class Delivery:
 
     @property
     def largest_held(self) -> int:
-        return max((cost for _, cost in self._held), default=0)
+        return max(self._costs, default=0)
 
     @property
     def feeding(self) -> bool:
@@ -104,15 +109,37 @@ class Delivery:
             except Exception:
                 self._sink_failed(event)
             return
-        await self._hold(event, max(cost, MIN_EVENT_COST))
+        await self._hold(event, cost)
 
-    async def _hold(self, event: ClientEvent, cost: int) -> None:
-        """Put ``event`` in the read-ahead; wait only when the read-ahead is over budget."""
-        self._held.append((event, cost))
+    @property
+    def can_hold(self) -> bool:
+        """Declined events wait in the read-ahead (``offer_event`` was given)."""
+        return self._offer is not None
+
+    def hold_now(self, event: ClientEvent, cost: int) -> bool:
+        """The reader's path for what :meth:`offer_now` declined, without a coroutine (only when
+        :attr:`can_hold`): ``event`` joins the read-ahead, in order. False when the read-ahead
+        is now over budget: the reader must await :meth:`wait_room` before reading on."""
+        held, costs = self._held, self._costs
+        if not isinstance(held, deque) or not isinstance(costs, deque):
+            held, costs = self._held, self._costs = deque(), deque()
+        if cost < MIN_EVENT_COST:
+            cost = MIN_EVENT_COST
+        held.append(event)
+        costs.append(cost)
         self._held_bytes += cost
         if self._feeder is None:
             # Owned here: aclose() waits for it (bounded) and cancels what is left.
             self._feeder = asyncio.create_task(self._feed(), name="realtime read-ahead")
+        return self._held_bytes <= self._budget
+
+    async def _hold(self, event: ClientEvent, cost: int) -> None:
+        """Put ``event`` in the read-ahead; wait only when the read-ahead is over budget."""
+        if not self.hold_now(event, cost):
+            await self.wait_room()
+
+    async def wait_room(self) -> None:
+        """Wait until the read-ahead is within budget again."""
         while self._held_bytes > self._budget and self._held:
             self._room = asyncio.get_running_loop().create_future()
             try:
@@ -122,23 +149,29 @@ class Delivery:
 
     async def _feed(self) -> None:
         """Hand the read-ahead to on_event, in order, until it is empty."""
-        held = self._held
+        held, costs, offer = self._held, self._costs, self._offer
+        assert isinstance(held, deque)  # made before this task was started
+        assert isinstance(costs, deque)
         try:
             while held:
-                event, cost = held[0]
+                event = held[0]
                 try:
-                    await self._sink(event)
+                    # offer first: what the consumer takes at once costs no coroutine.
+                    if offer is None or not offer(event):
+                        await self._sink(event)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     self._sink_failed(event)
                 held.popleft()
-                self._held_bytes -= cost
+                self._held_bytes -= costs.popleft()
                 room = self._room
                 if room is not None and not room.done() and self._held_bytes <= self._budget:
                     room.set_result(None)
         finally:
             self._feeder = None
+            if not held and self._held is held:
+                self._held = self._costs = ()
             room = self._room
             if room is not None and not room.done():
                 room.set_result(None)
@@ -158,5 +191,5 @@ class Delivery:
             log.warning("closing with %d received event(s) not handed over", len(self._held))
             feeder.cancel()
             await asyncio.wait([feeder])
-        self._held.clear()
+        self._held = self._costs = ()
         self._held_bytes = 0

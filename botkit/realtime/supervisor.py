@@ -16,12 +16,14 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
-import websockets
+from websockets.exceptions import WebSocketException
 
 from botkit.errors import BotkitError, ConnectionClosedError, TerminalDisconnectError
 from botkit.protocol import DisconnectAction, describe_disconnect, disconnect_action
 from botkit.realtime.connection import Connection
+from botkit.realtime.flag import Flag
 from botkit.realtime.link import CLOSE_ABNORMAL, CLOSE_TIMEOUT, Link, Outcome
+from botkit.realtime.websocket import open_websocket
 from botkit.redact import safe_url
 
 __all__ = ["Supervisor"]
@@ -41,7 +43,7 @@ class Supervisor:
         self._on_connecting = on_connecting
         self.current: Connection | None = None
         self.closing = False
-        self._stopped = asyncio.Event()
+        self._stopped = Flag()
 
     def stop(self, code: int, reason: str) -> None:
         """End the current connection with ``code`` and start no other."""
@@ -108,12 +110,10 @@ async def open_connection(link: Link) -> Connection | Outcome:
     options = link.options
     try:
         async with asyncio.timeout(options.connect_timeout):
-            ws = await websockets.connect(
-                link.url, compression=None, ping_interval=None, proxy=None,
-                max_size=options.max_incoming_size, open_timeout=None,
-                close_timeout=CLOSE_TIMEOUT,
-                user_agent_header=f"botkit/{options.version or 'dev'}")
-    except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+            ws = await open_websocket(
+                link.url, max_size=options.max_incoming_size, close_timeout=CLOSE_TIMEOUT,
+                user_agent=f"botkit/{options.version or 'dev'}")
+    except (OSError, TimeoutError, WebSocketException) as exc:
         shown = safe_url(link.url)
         detail = str(exc).replace(link.url, shown) or type(exc).__name__
         return Outcome(False, CLOSE_ABNORMAL, "cannot open the WebSocket",

@@ -72,3 +72,19 @@ def test_userinfo_leaves_the_url_for_an_authorization_header() -> None:
         assert "hun" not in text
         assert "the-key" not in text
         assert "127.0.0.1:3001/api/realtime" in text
+
+
+@pytest.mark.parametrize(("url", "certificates"), [
+    ("http://127.0.0.1:3001/api/realtime", False),  # no TLS: no certificate store (~2 MiB)
+    ("https://api.example/api/realtime", True),
+])
+async def test_the_certificate_store_is_loaded_only_for_https(url: str,
+                                                              certificates: bool) -> None:
+    transport = Transport(url, "the-key", timeout=1.0, retries=0, backoff=Backoff(),
+                          stats=ApiStats())
+    transport.open()
+    try:
+        context = transport._client._transport._pool._ssl_context  # type: ignore[union-attr]
+        assert (context.cert_store_stats()["x509_ca"] > 0) is certificates
+    finally:
+        await transport.aclose()

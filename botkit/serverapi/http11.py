@@ -18,6 +18,7 @@ that is not HTTP/1.1 we can read); the transport maps both.
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl
 import time
 from collections import deque
@@ -47,6 +48,7 @@ class _Connection(asyncio.Protocol):
         self._until_close = False
         self._keep_alive = True
         self._body = bytearray()
+        self.answered = False       # any byte of the current request's answer arrived
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -59,6 +61,7 @@ class _Connection(asyncio.Protocol):
             # Bytes nobody asked for: the connection is out of step; never reuse it.
             self.close()
             return
+        self.answered = True
         self._buffer += data
         try:
             self._advance()
@@ -93,6 +96,7 @@ class _Connection(asyncio.Protocol):
         self._buffer.clear()
         self._status, self._length, self._chunked, self._until_close = 0, -1, False, False
         self._keep_alive = True
+        self.answered = False
         transport.write(data)
         try:
             return await waiter
@@ -101,6 +105,20 @@ class _Connection(asyncio.Protocol):
             raise
         finally:
             self._waiter = None
+
+    def stale(self) -> bool:
+        """Whether the server has hung up (or sent something unasked) while this connection
+        idled and the loop has not seen it yet: its socket is readable with nothing asked."""
+        if self.closed or self.transport is None or self.transport.is_closing():
+            return True
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return True
+        try:
+            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
 
     def close(self) -> None:
         self.closed = True
@@ -246,8 +264,20 @@ class HttpPool:
         """Send ``head`` (request line and headers, ending in the blank line) and ``body``;
         return the answer's status and body."""
         async with self._slots:
-            connection = self._reusable() or await self._connect()
-            status_body = await connection.request(head + body)
+            connection = self._reusable()
+            if connection is None:
+                connection = await self._connect()
+                status_body = await connection.request(head + body)
+            else:
+                try:
+                    status_body = await connection.request(head + body)
+                except OSError:
+                    if connection.answered:
+                        raise
+                    # The server closed the idle connection as the request went out (its
+                    # idle timeout): nothing was answered, so send it once on a new one.
+                    connection = await self._connect()
+                    status_body = await connection.request(head + body)
             if self._closed or connection.closed:
                 connection.close()
             else:
@@ -259,7 +289,7 @@ class HttpPool:
         now = time.monotonic()
         while self._idle:
             connection = self._idle.pop()
-            if not connection.closed and now - connection.idle_since < self._idle_expiry:
+            if now - connection.idle_since < self._idle_expiry and not connection.stale():
                 return connection
             connection.close()
         return None

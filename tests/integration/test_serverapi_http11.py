@@ -251,3 +251,19 @@ async def test_https_urls_use_verified_tls(certificate: tuple[Path, Path],
     finally:
         await server.close()
     assert len(server.requests) == 1
+
+
+async def test_a_proxy_from_the_environment_is_still_used(
+        serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The raw server plays the proxy: the request reaches it for a host that does not resolve.
+    server = await serve(lambda head: [OK])
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.port}")
+    api = transport("http://api.invalid/api/realtime")
+    api.open()
+    try:
+        assert (await api.call("publish", b"{}", publish_result)).offset == 7
+    finally:
+        await api.aclose()
+    assert server.requests[0].startswith(b"POST http://api.invalid/api/realtime/publish ")

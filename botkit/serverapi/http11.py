@@ -132,7 +132,8 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(exc)
 
     def _finish(self) -> None:
-        waiter = self._waiter
+        # Done with this answer: anything arriving before the next request is unasked for.
+        waiter, self._waiter = self._waiter, None
         body = bytes(self._body)
         self._body.clear()
         if not self._keep_alive or self._buffer:
@@ -236,9 +237,9 @@ class _Connection(asyncio.Protocol):
                 self._finish()
                 return
             start = line_end + 2
+            if len(self._body) + size > MAX_BODY:
+                raise HttpProtocolError("the answer is too large")
             if len(buffer) < start + size + 2:
-                if len(self._body) + size > MAX_BODY:
-                    raise HttpProtocolError("the answer is too large")
                 return
             if buffer[start + size:start + size + 2] != b"\r\n":
                 raise HttpProtocolError("a chunk is not followed by CRLF")

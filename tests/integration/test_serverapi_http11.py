@@ -42,6 +42,7 @@ class RawServer:
         self.most_open = 0
         self.requests: list[bytes] = []
         self.hung_up = asyncio.Event()
+        self.answered = asyncio.Event()
         self._server: asyncio.Server | None = None
         self.port = 0
 
@@ -73,6 +74,7 @@ class RawServer:
                     writer.write(piece)
                     await writer.drain()
                     await asyncio.sleep(0)
+                self.answered.set()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -167,6 +169,21 @@ async def test_an_idle_connection_the_server_closed_is_not_reused(
     assert api.stats.retries == 0
 
 
+async def test_a_connection_that_sent_unasked_bytes_is_not_reused(serve: Serve) -> None:
+    server = await serve(lambda head: [OK, b"PAUSE", b"HTTP/1.1 200 OK\r\n"])
+    api = transport(f"http://127.0.0.1:{server.port}/api/realtime")
+    api.open()
+    try:
+        for _ in range(2):
+            server.answered.clear()
+            assert (await api.call("publish", b"{}", publish_result)).offset == 7
+            await asyncio.wait_for(server.answered.wait(), 5)
+    finally:
+        await api.aclose()
+    assert server.connections == 2
+    assert api.stats.retries == 0
+
+
 @pytest.mark.parametrize("pieces", [
     pytest.param([b"SSH-2.0-OpenSSH\r\n\r\n"], id="not-http"),
     pytest.param([b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"], id="bad-length"),
@@ -245,12 +262,14 @@ async def test_https_urls_use_verified_tls(certificate: tuple[Path, Path],
         trusted = transport(base)
         trusted.open()
         try:
-            assert (await trusted.call("publish", b"{}", publish_result)).offset == 7
+            for _ in range(3):
+                assert (await trusted.call("publish", b"{}", publish_result)).offset == 7
         finally:
             await trusted.aclose()
     finally:
         await server.close()
-    assert len(server.requests) == 1
+    assert len(server.requests) == 3
+    assert server.connections == 1
 
 
 async def test_a_proxy_from_the_environment_is_still_used(

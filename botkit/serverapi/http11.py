@@ -252,7 +252,7 @@ class HttpPool:
     at most ``limit`` at a time; callers beyond that wait for a connection to come back."""
 
     def __init__(self, host: str, port: int, *, ssl_context: ssl.SSLContext | None,
-                 limit: int = 20, idle_expiry: float = 5.0) -> None:
+                 limit: int = 32, idle_expiry: float = 5.0) -> None:
         self._host = host
         self._port = port
         self._ssl = ssl_context

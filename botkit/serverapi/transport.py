@@ -21,7 +21,7 @@ import random
 import time
 import urllib.request
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import httpx
 
@@ -39,7 +39,7 @@ from botkit.serverapi import replies
 from botkit.serverapi.http11 import HttpPool, HttpProtocolError
 from botkit.serverapi.stats import ApiStats
 
-__all__ = ["Parse", "Transport", "checked_base_url", "copy_error", "gave_up"]
+__all__ = ["MAX_CONNECTIONS", "Parse", "Transport", "checked_base_url", "copy_error", "gave_up"]
 
 log = logging.getLogger("botkit.serverapi")
 
@@ -49,8 +49,9 @@ _T = TypeVar("_T")
 Parse = Callable[[dict[str, Any]], _T]
 
 
-#: Connections kept to the server API at most (the publisher and the direct calls share them).
-MAX_CONNECTIONS = 20
+#: Connections to the server API at most, shared by the publisher, presence and the direct
+#: calls (16 at a time, MAX_DIRECT_CALLS); beyond it a request waits for one, within its timeout.
+MAX_CONNECTIONS: Final = 32
 
 
 class Transport:

@@ -9,8 +9,12 @@ Centrifugo error are raised at once. The reply is parsed inside the retry loop, 
 the caller gives (see :mod:`botkit.serverapi.replies`), so a reply that fails to parse is
 retried like any other failure that may pass.
 
+Requests go over botkit's own keep-alive HTTP/1.1 pool (:mod:`botkit.serverapi.http11`, about a
+tenth of httpx's CPU per request), or over httpx for an injected client or a proxy from the
+environment; both map onto the same errors.
+
 Nothing here shows the key or the URL's userinfo: URLs go through :func:`safe_url`, and text
-taken from httpx is scrubbed of both.
+taken from httpx or the socket layer is scrubbed of both.
 """
 
 from __future__ import annotations

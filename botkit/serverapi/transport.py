@@ -9,8 +9,12 @@ Centrifugo error are raised at once. The reply is parsed inside the retry loop, 
 the caller gives (see :mod:`botkit.serverapi.replies`), so a reply that fails to parse is
 retried like any other failure that may pass.
 
+Requests go over botkit's own keep-alive HTTP/1.1 pool (:mod:`botkit.serverapi.http11`, about a
+tenth of httpx's CPU per request), or over httpx for an injected client or a proxy from the
+environment; both map onto the same errors.
+
 Nothing here shows the key or the URL's userinfo: URLs go through :func:`safe_url`, and text
-taken from httpx is scrubbed of both.
+taken from httpx or the socket layer is scrubbed of both.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ import asyncio
 import logging
 import random
 import time
+import urllib.request
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import httpx
 
@@ -35,9 +40,10 @@ from botkit.errors import (
 from botkit.protocol.backoff import Backoff
 from botkit.redact import REDACTED, safe_url
 from botkit.serverapi import replies
+from botkit.serverapi.http11 import HttpPool, HttpProtocolError
 from botkit.serverapi.stats import ApiStats
 
-__all__ = ["Parse", "Transport", "checked_base_url", "copy_error", "gave_up"]
+__all__ = ["MAX_CONNECTIONS", "Parse", "Transport", "checked_base_url", "copy_error", "gave_up"]
 
 log = logging.getLogger("botkit.serverapi")
 
@@ -47,9 +53,18 @@ _T = TypeVar("_T")
 Parse = Callable[[dict[str, Any]], _T]
 
 
+#: Connections to the server API at most, shared by the publisher, presence and the direct
+#: calls (16 at a time, MAX_DIRECT_CALLS); beyond it a request waits for one, within its timeout.
+MAX_CONNECTIONS: Final = 32
+
+
 class Transport:
-    """POSTs to the server API at ``base_url`` over one keep-alive httpx client (``client``
-    when given: then the caller owns it and the key goes in each request's headers)."""
+    """POSTs to the server API at ``base_url`` over keep-alive connections: botkit's own
+    HTTP/1.1 pool (:mod:`botkit.serverapi.http11`, a fraction of httpx's CPU per request), or
+    an httpx client when given one as ``client`` (then the caller owns it and the key goes in
+    each request's headers), when a proxy from the environment applies to the URL (httpx
+    honours those), or when the key cannot travel in a header as it is (httpx then reports
+    that as before)."""
 
     def __init__(self, base_url: str, api_key: str, *, timeout: float, retries: int,
                  backoff: Backoff, stats: ApiStats, client: httpx.AsyncClient | None = None,
@@ -77,19 +92,33 @@ class Transport:
         self._injected = client
         self._client: httpx.AsyncClient | None = None
         self._urls: dict[str, httpx.URL] = {}
+        self._pool: HttpPool | None = None
+        self._heads: dict[str, bytes] = {}
+        self._origin = url
+        self._head_fields = _head_fields(url, api_key, self._auth)
 
     def __repr__(self) -> str:
         return f"Transport({safe_url(self.base_url)!r})"
 
     def open(self) -> None:
+        if self._injected is None and self._head_fields is not None \
+                and not _proxied(self._origin):
+            tls = (httpx.create_ssl_context() if self._origin.scheme == "https" else None)
+            self._pool = HttpPool(self._origin.raw_host.decode("ascii"),
+                                  self._origin.port or (443 if tls else 80),
+                                  ssl_context=tls, limit=MAX_CONNECTIONS)
+            return
         # Over plain http no TLS is ever made (redirects are not followed), so no certificate
         # store is loaded: httpx's default one costs ~2 MiB of memory (bench/ S4).
-        plain = httpx.URL(self.base_url).scheme == "http"
+        plain = self._origin.scheme == "http"
         self._client = self._injected or httpx.AsyncClient(
             timeout=self._timeout, headers=self._headers, verify=not plain,
-            follow_redirects=False)
+            follow_redirects=False, limits=httpx.Limits(max_connections=MAX_CONNECTIONS))
 
     async def aclose(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.aclose()
         client, self._client = self._client, None
         if self._injected is None and client is not None:
             await client.aclose()
@@ -138,6 +167,8 @@ class Transport:
             self.stats.request_done(method, outcome, time.perf_counter() - started)
 
     async def _attempt(self, method: str, body: bytes) -> dict[str, Any]:
+        if self._pool is not None:
+            return await self._pool_attempt(self._pool, method, body)
         client = self._client
         if client is None:
             raise ApiError("the server API client is closed")
@@ -163,12 +194,36 @@ class Transport:
         except httpx.HTTPError as exc:
             raise ApiError(f"{method}: {type(exc).__name__} from {safe_url(url)}: "
                            f"{self._scrub(exc)}") from exc
-        return self._status(method, response)
+        return self._status(method, response.status_code, response.content, url)
 
-    def _status(self, method: str, response: httpx.Response) -> dict[str, Any]:
-        status = response.status_code
+    async def _pool_attempt(self, pool: HttpPool, method: str, body: bytes) -> dict[str, Any]:
+        self.stats.requests += 1
+        head = self._heads.get(method)
+        if head is None:
+            head = self._heads[method] = self._head(method)
+        try:
+            async with asyncio.timeout(self._timeout):
+                status, content = await pool.post(
+                    head + b"%d\r\n\r\n" % len(body), body)
+        except TimeoutError as exc:
+            raise ApiUnavailableError(f"{method}: no answer from {safe_url(self._url(method))} "
+                                      f"within {self._timeout:g}s") from exc
+        except (OSError, HttpProtocolError) as exc:
+            raise ApiUnavailableError(
+                f"{method}: {type(exc).__name__} talking to {safe_url(self._url(method))}: "
+                f"{self._scrub(exc)}") from exc
+        return self._status(method, status, content, self._url(method))
+
+    def _head(self, method: str) -> bytes:
+        """The request line and headers for ``method``, up to the Content-Length value."""
+        assert self._head_fields is not None
+        target = self._url(method).raw_path
+        return b"POST " + target + b" HTTP/1.1\r\n" + self._head_fields + b"Content-Length: "
+
+    def _status(self, method: str, status: int, content: bytes,
+                url: httpx.URL) -> dict[str, Any]:
         if status == 200:
-            return replies.decode(method, response.content)
+            return replies.decode(method, content)
         if status in (401, 403):
             raise ApiAuthError(
                 f"the server API refused the key in {self._key_setting} (HTTP {status}); "
@@ -176,7 +231,7 @@ class Transport:
         if status >= 500:
             raise ApiUnavailableError(f"{method}: the server API answered HTTP {status}")
         raise ApiRequestError(f"{method}: the server API answered HTTP {status}"
-                              f"{_status_hint(status, response.url)}", status)
+                              f"{_status_hint(status, url)}", status)
 
     def _url(self, method: str) -> httpx.URL:
         url = self._urls.get(method)
@@ -241,6 +296,33 @@ def _root_cause(exc: ApiError) -> BaseException:
     if isinstance(exc, ApiUnavailableError) and exc.__cause__ is not None:
         return exc.__cause__
     return exc
+
+
+def _head_fields(url: httpx.URL, api_key: str, auth: httpx.BasicAuth | None) -> bytes | None:
+    """The headers every request carries, encoded once; None when the key (or the URL's
+    credentials) cannot go in a header as it is (left to httpx, which refuses it)."""
+    fields = [("Host", url.netloc.decode("ascii")), ("User-Agent", "botkit"),
+              ("X-API-Key", api_key), ("Content-Type", "application/json")]
+    if auth is not None:
+        request = next(auth.auth_flow(httpx.Request("POST", url)))
+        fields.append(("Authorization", request.headers["Authorization"]))
+    try:
+        encoded = b"".join(name.encode("ascii") + b": " + value.encode("ascii") + b"\r\n"
+                           for name, value in fields)
+    except UnicodeEncodeError:
+        return None
+    if any(ch in value for _, value in fields for ch in "\r\n\0") or \
+            any(value != value.strip() for _, value in fields):
+        return None
+    return encoded
+
+
+def _proxied(url: httpx.URL) -> bool:
+    """Whether the environment names a proxy for ``url`` (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY)."""
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(url.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(url.host)
 
 
 def _status_hint(status: int, url: httpx.URL) -> str:

@@ -84,7 +84,8 @@ async def test_the_certificate_store_is_loaded_only_for_https(url: str,
                           stats=ApiStats())
     transport.open()
     try:
-        context = transport._client._transport._pool._ssl_context  # type: ignore[union-attr]
-        assert (context.cert_store_stats()["x509_ca"] > 0) is certificates
+        # The hot path's own pool makes TLS only for https; plain http holds no context at all.
+        context = transport._pool._ssl  # type: ignore[union-attr]
+        assert (context is not None and context.cert_store_stats()["x509_ca"] > 0) is certificates
     finally:
         await transport.aclose()

@@ -24,6 +24,7 @@ chained with ``from`` so the original cause stays visible::
     │   │   └── ApiMalformedReplyError  ... or with something that is not a valid reply
     │   └── ApiUnavailableError     transport errors or 5xx, still failing after the retries
     ├── EnvelopeError               an envelope is invalid (not JSON, wrong fields, too long)
+    ├── ReplyDroppedError           a non-essential reply was dropped by flood control
     ├── StateError                  the state store failed (bad key or value, unusable file)
     │   ├── StateTimeoutError       the state file stayed locked or silent past the timeout
     │   ├── StateInUseError         another process runs on the state file (names its pid)
@@ -52,6 +53,7 @@ __all__ = [
     "ProtocolError",
     "RealtimeError",
     "RealtimeTimeoutError",
+    "ReplyDroppedError",
     "ReplyError",
     "StateError",
     "StateFileError",
@@ -227,3 +229,8 @@ class StateFileError(StateError):
 
 class LocalServerError(BotkitError):
     """The local development server (Centrifugo) can't be built or started."""
+
+
+class ReplyDroppedError(BotkitError):
+    """A reply sent with ``essential=False`` was dropped unsent: its room's outbox was full
+    (flood control keeps the essential replies and drops the oldest non-essential ones)."""

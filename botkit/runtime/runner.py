@@ -38,6 +38,7 @@ from botkit.redact import safe_url
 from botkit.runtime.catchup import RoomCatchUp
 from botkit.runtime.core import BotCore, BotStats, LoadedBot, static_schedules
 from botkit.runtime.lanes import Lane
+from botkit.runtime.outbox import Outboxes, RoomLimits
 from botkit.runtime.overflow import RoomFlow
 from botkit.runtime.positions import Positions
 from botkit.serverapi.client import ServerApi
@@ -78,7 +79,8 @@ class BotRunner:
     def __init__(self, loaded: LoadedBot, config: BotsConfig, api: ServerApi, *,
                  bot_users: frozenset[str], state: StateStore | None = None,
                  scheduler: JobScheduler | None = None,
-                 holds: Callable[[str, str], bool] | None = None) -> None:
+                 holds: Callable[[str, str], bool] | None = None,
+                 outboxes: Outboxes | None = None) -> None:
         self.name = loaded.config.name
         self.config = loaded.config
         xshathra = config.xshathra
@@ -86,7 +88,15 @@ class BotRunner:
         self.core = BotCore(loaded, project_id=xshathra.project_id, api=api,
                             bot_users=bot_users, state=state, scheduler=scheduler,
                             catch_up=self.catch_up)
-        self._limits = loaded.config.limits
+        self._limits = limits = loaded.config.limits
+        self._outboxes = outboxes
+        """The runtime's reply outboxes; None: each reply is published and waited for."""
+        if outboxes is not None:
+            self.core.services.outbox = outboxes.for_bot(
+                self.core.services,
+                RoomLimits(limits.room_rate, limits.room_burst, limits.outbox_size,
+                           limits.reply_deadline),
+                self.core.run_reply_failed_hooks if self.bot.reply_failed_hooks else None)
         self.channels = self.core.channels
         minter = TokenMinter(xshathra.server_api_key.get_secret_value(), loaded.config.user_id,
                              ttl=xshathra.token_ttl)
@@ -274,6 +284,18 @@ class BotRunner:
         # After the lanes: the last positions are those of envelopes whose handling finished.
         await self.positions.aclose()
         await self.core.stop()
+        # Last, the replies of all that (on_stop hooks' included), within what is left.
+        await self._drain_outbox(deadline)
+
+    async def _drain_outbox(self, deadline: float) -> None:
+        outboxes = self._outboxes
+        if outboxes is None:
+            return
+        if not await outboxes.drain(self.name, max(0.0, deadline - time.monotonic())):
+            left = outboxes.abandon(self.name)
+            if left:
+                log.warning("bot %s: %d replies were still unsent at the end of the grace "
+                            "period; given up (counted as failed)", self.config.name, left)
 
     # -- scheduled jobs ----------------------------------------------------------------------
 

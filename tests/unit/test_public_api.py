@@ -21,6 +21,7 @@ PUBLIC = [
     "Context",
     "Envelope",
     "EnvelopeError",
+    "FailedReply",
     "Gap",
     "InvalidChannelError",
     "LocalServerError",
@@ -28,6 +29,7 @@ PUBLIC = [
     "ProtocolError",
     "RealtimeError",
     "RealtimeTimeoutError",
+    "ReplyDroppedError",
     "ReplyError",
     "SubscriptionError",
     "TerminalDisconnectError",
@@ -62,11 +64,14 @@ def test_public_names_come_from_their_modules() -> None:
     assert botkit.register_envelope is register_envelope
     exceptions = importlib.import_module("botkit.errors")
     exported = [name for name in PUBLIC if name.endswith("Error") and name != "UsageError"]
-    assert len(exported) == 19
+    assert len(exported) == 20
     for name in exported:
         assert getattr(botkit, name) is getattr(exceptions, name)
         assert issubclass(getattr(botkit, name), BotkitError)
     # UsageError is a handler's way to ask for the usage line, not a failure of botkit.
     assert not issubclass(botkit.UsageError, BotkitError)
+    from botkit.context import FailedReply
+    assert botkit.FailedReply is FailedReply
+    assert callable(botkit.Bot("x").on_reply_failed)
     assert isinstance(botkit.__version__, str)
     assert botkit.__version__.count(".") == 2

@@ -46,6 +46,7 @@ class _BotNumbers:
     gaps: int
     lane_depth: int
     subscription_failures: int
+    outbox_depth: int = 0
 
 
 @dataclass
@@ -90,7 +91,7 @@ def snapshot(runtime: Runtime | None) -> Snapshot:
             handlers=_copy(stats.handler_seconds),
             connected=int(runner.client.state is ConnectionState.CONNECTED),
             reconnects=stats.reconnects, restarts=runtime.status(name).restarts,
-            gaps=stats.gaps, lane_depth=runner.lane_depth,
+            gaps=stats.gaps, lane_depth=runner.lane_depth, outbox_depth=runner.outbox_depth,
             subscription_failures=stats.subscription_failures)
     # One API client serves all the bots of a runtime.
     api = next((runner.services.api for runner in runtime.runners.values()), None)
@@ -149,6 +150,9 @@ class RuntimeCollector(Collector):
                                    "recovered after a reconnect", labels=["bot"])
         lanes = GaugeMetricFamily("botkit_lane_depth", "Room events queued, not yet handled",
                                   labels=["bot"])
+        outboxes = GaugeMetricFamily("botkit_outbox_depth",
+                                     "Replies queued or in flight, not yet confirmed",
+                                     labels=["bot"])
         refused = CounterMetricFamily("botkit_subscription_failures",
                                       "Room subscriptions the server refused", labels=["bot"])
         for name, numbers in bots.items():
@@ -165,6 +169,7 @@ class RuntimeCollector(Collector):
             restarts.add_metric([name], numbers.restarts)
             gaps.add_metric([name], numbers.gaps)
             lanes.add_metric([name], numbers.lane_depth)
+            outboxes.add_metric([name], numbers.outbox_depth)
             refused.add_metric([name], numbers.subscription_failures)
         requests = CounterMetricFamily(
             "botkit_api_requests", "Server API HTTP requests by method and outcome (ok, error, "
@@ -180,4 +185,4 @@ class RuntimeCollector(Collector):
                                       "Server API requests that repeated a failed one")
         retries.add_metric([], taken.api_retries)
         yield from (envelopes, replies, handlers, connected, reconnects, restarts, gaps, lanes,
-                    refused, jobs, requests, seconds, retries)
+                    outboxes, refused, jobs, requests, seconds, retries)

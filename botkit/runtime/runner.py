@@ -141,6 +141,11 @@ class BotRunner:
         """Room events queued in the bot's lanes, not yet handled."""
         return sum(lane.pending for lane in self._lanes.values())
 
+    @property
+    def outbox_depth(self) -> int:
+        """The bot's replies in its outboxes, queued or in flight (not yet confirmed)."""
+        return self._outboxes.pending(self.name) if self._outboxes is not None else 0
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, grace: float) -> None:

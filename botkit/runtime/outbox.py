@@ -88,8 +88,9 @@ class _Item:
 
 
 class _Room:
-    __slots__ = ("attempt", "bot", "channel", "dropped_log", "in_flight", "items", "limits",
-                 "name", "paid", "putters", "queued", "stamp", "timer", "tokens")
+    __slots__ = ("attempt", "bot", "channel", "done", "dropped_log", "in_flight", "items",
+                 "limits", "name", "paid", "put", "putters", "queued", "stamp", "timer",
+                 "tokens")
 
     def __init__(self, bot: str, name: str, channel: str, limits: RoomLimits,
                  now: float) -> None:
@@ -107,6 +108,8 @@ class _Room:
         self.timer: float | None = None  # waiting for its rate limit or its retry
         self.putters: deque[asyncio.Future[None]] = deque()
         self.dropped_log = -_DROP_LOG_EVERY
+        self.put = 0  # items ever queued here
+        self.done = 0  # items ever gone (published, failed or dropped): see progress()
 
 
 class BotOutbox:
@@ -164,6 +167,14 @@ class Outboxes:
         return sum(len(room.items) for room in self._rooms.values()
                    if bot is None or room.bot == bot)
 
+    def progress(self, bot: str, channel: str) -> tuple[int, int]:
+        """(replies ever put, replies ever gone) of ``bot``'s outbox for ``channel``: once
+        ``gone`` reaches a ``put`` read earlier, every reply put before that read is out (or
+        given up). The positions use it so that a stored position never runs ahead of replies
+        still queued (a crash would lose them: the envelopes would not be handled again)."""
+        room = self._rooms.get((bot, channel))
+        return (room.put, room.done) if room is not None else (0, 0)
+
     # -- putting -----------------------------------------------------------------------------
 
     async def put(self, outbox: BotOutbox, room_id: str, channel: str, envelope: Envelope,
@@ -191,6 +202,7 @@ class Outboxes:
             if self._closed:
                 raise ApiUnavailableError("the runtime is stopping; this reply was not sent")
         room.items.append(item)
+        room.put += 1
         self._schedule(room)
         return future
 
@@ -211,6 +223,7 @@ class Outboxes:
             item = room.items[index]
             if not item.essential:
                 del room.items[index]
+                room.done += 1
                 self._dropped(room, outbox, item)
                 return True
         return False
@@ -271,6 +284,7 @@ class Outboxes:
                 continue
             while len(room.items) > room.in_flight:
                 item = room.items.pop()
+                room.done += 1
                 given_up += 1
                 self._failed(room, item, ApiUnavailableError(
                     "the bot stopped before this reply could be published"), report=False)
@@ -397,6 +411,7 @@ class Outboxes:
                 retry = True
                 break
             item = room.items.popleft()
+            room.done += 1
             room.paid -= 1
             if isinstance(outcome, PublishResult):
                 if outbox is not None:
@@ -423,6 +438,7 @@ class Outboxes:
             if first_try is None or now - first_try < deadline:
                 break
             item = room.items.popleft()
+            room.done += 1
             room.paid -= 1
             self._failed(room, item, ApiUnavailableError(
                 f"publish: the server API kept failing for {deadline:g}s "
@@ -459,6 +475,7 @@ class Outboxes:
         for room in self._rooms.values():
             while room.items:
                 left += 1
+                room.done += 1
                 self._failed(room, room.items.popleft(), ApiUnavailableError(
                     "the runtime stopped before this reply could be published"), report=False)
             room.paid = room.in_flight = 0

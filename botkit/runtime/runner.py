@@ -105,6 +105,10 @@ class BotRunner:
                                      offer_event=self._offer_event,
                                      options=ClientOptions(subscription_events=True))
         self.positions = Positions(state, self.name, list(self.channels), self.core.presence)
+        if outboxes is not None:
+            # A stored position never runs ahead of the replies still in the outbox.
+            channels, name = self.channels, self.name
+            self.positions.progress = lambda room: outboxes.progress(name, channels[room])
         self._holds = holds
         """With replicas: whether this replica holds (bot, room) now. The bot then subscribes
         only the rooms the cluster hands it (:meth:`take`, :meth:`drop`), and its lanes handle
@@ -286,11 +290,12 @@ class BotRunner:
                             "grace period", self.config.name, lane.name, lane.pending)
         for lane in self._lanes.values():
             await lane.stop()
-        # After the lanes: the last positions are those of envelopes whose handling finished.
+        # The lanes' replies, then the last positions: those of envelopes whose handling
+        # finished and whose replies are out (see positions.py).
+        await self._drain_outbox(deadline)
         await self.positions.aclose()
         await self.core.stop()
-        # Last, the replies of all that (on_stop hooks' included), within what is left.
-        await self._drain_outbox(deadline)
+        await self._drain_outbox(deadline)  # the on_stop hooks' replies
 
     async def _drain_outbox(self, deadline: float) -> None:
         outboxes = self._outboxes

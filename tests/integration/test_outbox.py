@@ -194,3 +194,37 @@ async def test_sigterm_sends_the_pending_replies_within_grace(
         await replies.count(30, timeout=5)
         assert replies.texts() == [f"m{n}" for n in range(30)]
         assert run.count("not published") == run.count("unsent") == 0, run.log()
+
+
+async def test_a_crash_with_replies_queued_loses_none(
+        centrifugo: LocalCentrifugo, proxy: FaultProxy, tmp_path: Path) -> None:
+    # The publish API is down, so the replies wait in the outbox while the lane moves on and
+    # the positions' writer runs. A SIGKILL then must not lose them: the stored position stays
+    # behind the envelopes whose replies were not out, which the next run handles again.
+    project = new_project()
+    state = tmp_path / "state.sqlite"
+    down = tmp_path / "down.yaml"
+    up = tmp_path / "up.yaml"
+    config = _config(centrifugo, project, "{room_rate: off}", rooms="[room_a]")
+    config = config.replace("state: {backend: memory}",
+                            f"state: {{backend: sqlite, path: {state}}}")
+    up.write_text(config)
+    down.write_text(config.replace(f"api_url: {centrifugo.api_url}",
+                                   f"api_url: {proxy.proxied(centrifugo.api_url)}"))
+    async with human(centrifugo, project, "room_a", "user_ann") as ann:
+        replies = Replies(ann, BOT_USER)
+        async with botkit_run(down, centrifugo.api_key) as first:
+            await first.serving("outbox")
+            proxy.outage(60.0, match=for_method("publish", "batch"))
+            for n in range(10):
+                await ann.say(f"/echo {n}")
+            await first.wait_for("their rooms retry")  # handled, the replies queued
+            await asyncio.sleep(2.5)  # past the positions' flush interval (1 s), twice
+            assert await first.stop(signal.SIGKILL) == -signal.SIGKILL
+        assert replies.seen == []
+        async with botkit_run(up, centrifugo.api_key) as second:
+            await second.serving("outbox")
+            await replies.count(10, timeout=20)
+            await replies.settle(1.0)
+            assert await second.stop(signal.SIGTERM) == 0
+    assert replies.texts() == [str(n) for n in range(10)]

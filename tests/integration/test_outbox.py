@@ -179,6 +179,25 @@ async def test_a_rate_limited_room_is_paced_in_order_and_delays_no_other(
             assert window >= 1.6, f"replies {index - 10}..{index} came {window:.2f}s apart"
 
 
+async def test_a_full_outbox_drops_the_oldest_non_essential_messages(
+        centrifugo: LocalCentrifugo, caplog: pytest.LogCaptureFixture) -> None:
+    project = new_project()
+    config = _config(centrifugo, project, "{room_rate: 1/s, room_burst: 1, outbox_size: 2}")
+    async with running(centrifugo, config) as runtime, \
+            human(centrifugo, project, "room_a", "user_ann") as ann:
+        # "start" takes the burst; the typing events then queue (one a second), and each one
+        # past the bound of 2 drops the oldest; "end" (essential) drops one more, never itself.
+        await ann.say("/typing 5")
+        seen = await ann.replies_from(BOT_USER, 3, timeout=10)
+        assert [(m["type"], m.get("text") or m["id"]) for m in seen] == [
+            ("chat.message", "start"), ("typing", "typing-4"), ("chat.message", "end")]
+        assert await ann.quiet_from(BOT_USER, 1.2) == []
+        services = runtime.runners["outbox"].services
+        assert services.replies_dropped == 4
+        warnings = [r for r in caplog.records if "dropping its oldest" in r.getMessage()]
+        assert len(warnings) == 1  # at most one a room every 10 s; each drop is counted
+
+
 async def test_sigterm_sends_the_pending_replies_within_grace(
         centrifugo: LocalCentrifugo, tmp_path: Path) -> None:
     project = new_project()

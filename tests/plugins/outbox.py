@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from botkit import ApiError, Bot, Context, FailedReply
+from botkit import ApiError, Bot, Context, FailedReply, Typing
 
 bot = Bot("outbox")
 failures: list[FailedReply] = []
@@ -34,6 +34,17 @@ async def confirmed(ctx: Context, text: str) -> None:
         await ctx.reply(text, wait=True)
     except ApiError as exc:
         await ctx.reply(f"not sent: {type(exc).__name__} {getattr(exc, 'code', '-')}")
+
+
+@bot.command("typing")
+async def typing(ctx: Context, count: int) -> None:
+    """A confirmed reply, then ``count`` typing events (non-essential) and a closing reply."""
+    room = ctx.room or "-"
+    await ctx.reply("start", wait=True)
+    for n in range(count):
+        await ctx.send(room, Typing(id=f"typing-{n}", room_id=room, sender_id="-",
+                                    sent_at=ctx.now()))
+    await ctx.reply("end")
 
 
 @bot.on_reply_failed

@@ -37,7 +37,6 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from botkit.context import BotServices, FailedReply
@@ -51,66 +50,13 @@ from botkit.errors import (
     ReplyDroppedError,
 )
 from botkit.protocol.backoff import Backoff
+from botkit.runtime.outbox_room import DROP_LOG_EVERY, Item, Room, RoomLimits
 from botkit.serverapi.client import DEFAULT_BACKOFF, PublishResult, ServerApi
 from botkit.serverapi.transport import copy_error
 
 __all__ = ["BotOutbox", "Outboxes", "RoomLimits"]
 
 log = logging.getLogger("botkit.runtime")
-
-_DROP_LOG_EVERY = 10.0
-"""Seconds between two warnings about a room's dropped replies (each drop is counted)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RoomLimits:
-    """One bot's outbox settings (its ``limits:``): ``rate`` replies a second (None: no limit)
-    with bursts of ``burst``, ``size`` replies held per room, retries for ``deadline`` s."""
-
-    rate: float | None
-    burst: int
-    size: int
-    deadline: float
-
-
-class _Item:
-    __slots__ = ("envelope", "essential", "first_try", "future", "key", "params")
-
-    def __init__(self, params: bytes, envelope: Envelope, key: str | None, essential: bool,
-                 future: asyncio.Future[None] | None) -> None:
-        self.params = params
-        self.envelope = envelope
-        self.key = key
-        self.essential = essential
-        self.future = future
-        self.first_try: float | None = None
-        """When it was first sent: its retries end ``deadline`` seconds later."""
-
-
-class _Room:
-    __slots__ = ("attempt", "bot", "channel", "done", "dropped_log", "in_flight", "items",
-                 "limits", "name", "paid", "put", "putters", "queued", "stamp", "timer",
-                 "tokens")
-
-    def __init__(self, bot: str, name: str, channel: str, limits: RoomLimits,
-                 now: float) -> None:
-        self.bot = bot
-        self.name = name
-        self.channel = channel
-        self.limits = limits
-        self.items: deque[_Item] = deque()
-        self.in_flight = 0  # items at the head of ``items`` in the request under way
-        self.paid = 0  # items at the head already sent once (a retry costs no token)
-        self.attempt = 0  # failed attempts of the head in a row
-        self.tokens = float(limits.burst)
-        self.stamp = now
-        self.queued = False  # in the dispatcher's ready queue
-        self.timer: float | None = None  # waiting for its rate limit or its retry
-        self.putters: deque[asyncio.Future[None]] = deque()
-        self.dropped_log = -_DROP_LOG_EVERY
-        self.put = 0  # items ever queued here
-        self.done = 0  # items ever gone (published, failed or dropped): see progress()
-
 
 class BotOutbox:
     """One bot's view of the outboxes (``BotServices.outbox``): what ``ctx.send`` calls."""
@@ -142,10 +88,10 @@ class Outboxes:
         self._backoff = backoff
         self._clock = clock
         self._rng = rng
-        self._rooms: dict[tuple[str, str], _Room] = {}
+        self._rooms: dict[tuple[str, str], Room] = {}
         self._bots: dict[str, BotOutbox] = {}
-        self._ready: deque[_Room] = deque()
-        self._timers: list[tuple[float, int, _Room]] = []
+        self._ready: deque[Room] = deque()
+        self._timers: list[tuple[float, int, Room]] = []
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
         self._changed = asyncio.Event()  # an item left an outbox (for drain)
@@ -185,20 +131,22 @@ class Outboxes:
         bot = outbox.services.name
         room = self._rooms.get((bot, channel))
         if room is None:
-            room = self._rooms[bot, channel] = _Room(bot, room_id, channel, outbox.limits,
+            room = self._rooms[bot, channel] = Room(bot, room_id, channel, outbox.limits,
                                                     self._clock())
         room.limits = outbox.limits
         params = self._api.encode_publish(channel, envelope_to_dict(envelope),
                                           idempotency_key=key)
         future = asyncio.get_running_loop().create_future() if wait else None
-        item = _Item(params, envelope, key, essential, future)
+        item = Item(params, envelope, key, essential, future)
         while len(room.items) >= room.limits.size:
-            if self._drop_oldest(room, outbox):
+            dropped = room.drop_oldest()
+            if dropped is not None:
+                self._dropped(room, outbox, dropped)
                 break
             if not essential:
                 self._dropped(room, outbox, item)
                 return future
-            await self._wait_for_room(room)
+            await room.wait_for_room()
             if self._closed:
                 raise ApiUnavailableError("the runtime is stopping; this reply was not sent")
         room.items.append(item)
@@ -206,35 +154,13 @@ class Outboxes:
         self._schedule(room)
         return future
 
-    async def _wait_for_room(self, room: _Room) -> None:
-        waiter = asyncio.get_running_loop().create_future()
-        room.putters.append(waiter)
-        try:
-            await waiter
-        except BaseException:
-            waiter.cancel()
-            if len(room.items) < room.limits.size:
-                _wake_one(room.putters)  # the room we were woken for goes to the next one
-            raise
-
-    def _drop_oldest(self, room: _Room, outbox: BotOutbox) -> bool:
-        """Drop the room's oldest non-essential reply never sent; whether there was one."""
-        for index in range(room.paid, len(room.items)):
-            item = room.items[index]
-            if not item.essential:
-                del room.items[index]
-                room.done += 1
-                self._dropped(room, outbox, item)
-                return True
-        return False
-
-    def _dropped(self, room: _Room, outbox: BotOutbox, item: _Item) -> None:
+    def _dropped(self, room: Room, outbox: BotOutbox, item: Item) -> None:
         outbox.services.replies_dropped += 1
         if item.future is not None and not item.future.done():
             item.future.set_exception(ReplyDroppedError(
                 f"room {room.name}'s outbox was full: this non-essential reply was dropped"))
         now = self._clock()
-        if now - room.dropped_log >= _DROP_LOG_EVERY:
+        if now - room.dropped_log >= DROP_LOG_EVERY:
             room.dropped_log = now
             log.warning("bot %s: room %s's outbox is full (%d replies): dropping its oldest "
                         "non-essential replies (%d dropped by this bot so far)", room.bot,
@@ -262,8 +188,7 @@ class Outboxes:
         self._closed = True
         self._wakeup.set()
         for room in self._rooms.values():
-            while room.putters:
-                _wake_one(room.putters)
+            room.wake_all()
 
     async def drain(self, bot: str, timeout: float) -> bool:
         """Wait until ``bot``'s outboxes are empty; False if ``timeout`` ran out first."""
@@ -289,7 +214,7 @@ class Outboxes:
                 self._failed(room, item, ApiUnavailableError(
                     "the bot stopped before this reply could be published"), report=False)
             room.paid = min(room.paid, len(room.items))
-            _wake_putters(room)
+            room.wake_putters()
         self._changed.set()
         return given_up
 
@@ -320,7 +245,7 @@ class Outboxes:
                 self._requests += 1
                 self._spawn(self._send(batch), "outbox publish")
 
-    def _schedule(self, room: _Room) -> None:
+    def _schedule(self, room: Room) -> None:
         if room.queued or room.in_flight or room.timer is not None or not room.items:
             return
         room.queued = True
@@ -330,7 +255,7 @@ class Outboxes:
         # with a request out is not ready; it comes back with everything put meanwhile.
         self._pump()
 
-    def _later(self, room: _Room, when: float) -> None:
+    def _later(self, room: Room, when: float) -> None:
         room.timer = when
         heapq.heappush(self._timers, (when, next(self._seq), room))
         self._wakeup.set()
@@ -342,9 +267,9 @@ class Outboxes:
             room.timer = None
             self._schedule(room)
 
-    def _take(self) -> list[tuple[_Room, int]]:
+    def _take(self) -> list[tuple[Room, int]]:
         """The next request: the ready rooms' heads, oldest-ready room first."""
-        batch: list[tuple[_Room, int]] = []
+        batch: list[tuple[Room, int]] = []
         space = self._max_batch
         now = self._clock()
         while self._ready and space:
@@ -352,28 +277,15 @@ class Outboxes:
             room.queued = False
             if room.in_flight or not room.items or room.timer is not None:
                 continue
-            count = min(len(room.items), space)
-            rate = room.limits.rate
-            if rate is not None:
-                burst = room.limits.burst
-                room.tokens = min(float(burst), room.tokens + (now - room.stamp) * rate)
-                room.stamp = now
-                count = min(count, room.paid + int(room.tokens))
-                if count <= 0:
-                    self._later(room, now + (1.0 - room.tokens) / rate)
-                    continue
-                room.tokens -= max(0, count - room.paid)
-            for index in range(count):
-                item = room.items[index]
-                if item.first_try is None:
-                    item.first_try = now
-            room.paid = max(room.paid, count)
-            room.in_flight = count
+            count = room.take(now, space)
+            if isinstance(count, float):
+                self._later(room, count)  # its rate allows nothing before then
+                continue
             batch.append((room, count))
             space -= count
         return batch
 
-    async def _send(self, batch: list[tuple[_Room, int]]) -> None:
+    async def _send(self, batch: list[tuple[Room, int]]) -> None:
         try:
             params = [room.items[index].params for room, count in batch
                       for index in range(count)]
@@ -401,7 +313,7 @@ class Outboxes:
             self._requests -= 1
             self._pump()
 
-    def _settle(self, room: _Room, outcomes: list[PublishResult | ApiError]) -> None:
+    def _settle(self, room: Room, outcomes: list[PublishResult | ApiError]) -> None:
         """The outcomes of the room's head items, in order."""
         room.in_flight = 0
         outbox = self._bots.get(room.bot)
@@ -425,11 +337,11 @@ class Outboxes:
             self._retry_later(room)
         else:
             room.attempt = 0
-        _wake_putters(room)
+        room.wake_putters()
         self._changed.set()
         self._schedule(room)
 
-    def _retry_later(self, room: _Room) -> None:
+    def _retry_later(self, room: Room) -> None:
         now = self._clock()
         deadline = room.limits.deadline
         # Replies retried past the deadline are given up: oldest first, in order.
@@ -450,7 +362,7 @@ class Outboxes:
         room.attempt += 1
         self._later(room, now + delay)
 
-    def _failed(self, room: _Room, item: _Item, error: BotkitError, *,
+    def _failed(self, room: Room, item: Item, error: BotkitError, *,
                 report: bool = True) -> None:
         outbox = self._bots.get(room.bot)
         if outbox is not None:
@@ -479,8 +391,7 @@ class Outboxes:
                 self._failed(room, room.items.popleft(), ApiUnavailableError(
                     "the runtime stopped before this reply could be published"), report=False)
             room.paid = room.in_flight = 0
-            while room.putters:
-                _wake_one(room.putters)
+            room.wake_all()
         if left:
             log.warning("%d replies were not published before the runtime stopped", left)
         self._changed.set()
@@ -490,18 +401,3 @@ def _temporary(outcome: PublishResult | ApiError) -> bool:
     if isinstance(outcome, ApiUnavailableError | ApiMalformedReplyError):
         return True
     return isinstance(outcome, ApiReplyError) and outcome.temporary
-
-
-def _wake_putters(room: _Room) -> None:
-    for _ in range(room.limits.size - len(room.items)):
-        if not room.putters:
-            return
-        _wake_one(room.putters)
-
-
-def _wake_one(waiters: deque[asyncio.Future[None]]) -> None:
-    while waiters:
-        waiter = waiters.popleft()
-        if not waiter.done():
-            waiter.set_result(None)
-            return

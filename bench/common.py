@@ -101,7 +101,9 @@ def bots_yaml(*, realtime_url: str, api_url: str, rooms_per_bot: Sequence[Sequen
         user = user_prefix if len(rooms_per_bot) == 1 else f"{user_prefix}_{index}"
         lines = [f"  - name: b{index}", f"    user_id: {user}",
                  f"    rooms: [{', '.join(rooms)}]",
-                 f"    limits: {{lane_queue_size: {lane_queue_size}}}"]
+                 # No flood control: the peers have none, and the benchmarks measure
+                 # what the server takes (botkit's default would cap a room at 100/s).
+                 f"    limits: {{lane_queue_size: {lane_queue_size}, room_rate: off}}"]
         if plugin:
             lines.insert(1, f"    plugin: {plugin}")
         bots.append("\n".join(lines))

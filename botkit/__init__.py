@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from botkit.bot import Bot, UsageError
-from botkit.context import Context
+from botkit.context import Context, FailedReply
 from botkit.envelope import (
     ChatMessage,
     Envelope,
@@ -32,6 +32,7 @@ from botkit.errors import (
     ProtocolError,
     RealtimeError,
     RealtimeTimeoutError,
+    ReplyDroppedError,
     ReplyError,
     SubscriptionError,
     TerminalDisconnectError,
@@ -59,6 +60,7 @@ __all__ = [
     "Context",
     "Envelope",
     "EnvelopeError",
+    "FailedReply",
     "Gap",
     "InvalidChannelError",
     "LocalServerError",
@@ -66,6 +68,7 @@ __all__ = [
     "ProtocolError",
     "RealtimeError",
     "RealtimeTimeoutError",
+    "ReplyDroppedError",
     "ReplyError",
     "SubscriptionError",
     "TerminalDisconnectError",

@@ -178,6 +178,7 @@ class Bot:
     start_hooks: list[Callable[..., Any]] = field(default_factory=list, init=False)
     stop_hooks: list[Callable[..., Any]] = field(default_factory=list, init=False)
     gap_hooks: list[Callable[..., Any]] = field(default_factory=list, init=False)
+    reply_failed_hooks: list[Callable[..., Any]] = field(default_factory=list, init=False)
     middlewares: list[Middleware] = field(default_factory=list, init=False)
     schedules: list[ScheduleSpec] = field(default_factory=list, init=False)
     _commands: dict[str, Route] = field(default_factory=dict, init=False)
@@ -334,6 +335,19 @@ class Bot:
                               f"{getattr(fn, '__qualname__', fn)!r} must take (ctx, gap): "
                               f"{exc}") from None
         self.gap_hooks.append(fn)
+        return fn
+
+    def on_reply_failed(self, fn: _F) -> _F:
+        """Run ``fn(ctx, failed)`` when a reply (or send) of this bot that nobody awaited with
+        ``wait=True`` was never published (see :class:`botkit.FailedReply`): ``ctx.room`` is
+        its room. Called once per failed reply; the room's later replies go out meanwhile."""
+        try:
+            inspect.signature(fn).bind(None, None)
+        except (TypeError, ValueError) as exc:
+            raise PluginError(f"bot {self.name}: on_reply_failed hook "
+                              f"{getattr(fn, '__qualname__', fn)!r} must take (ctx, failed): "
+                              f"{exc}") from None
+        self.reply_failed_hooks.append(fn)
         return fn
 
     def middleware(self, fn: Middleware) -> Middleware:

@@ -6,12 +6,18 @@ bot and a reply survives a dropped WebSocket. Each reply carries an idempotency 
 bot, the causing envelope's id and the reply's position within that handling: when an envelope
 is handled again (a retry, a replay), the server drops the repeated publish and nobody sees the
 reply twice.
+
+A reply does not wait for the server: ``await ctx.reply(text)`` returns once the reply is in its
+room's ordered outbox (``botkit.runtime.outbox``), which publishes it (in order with the room's
+other replies, retried with its key) while the handler goes on. ``wait=True`` waits for the
+server's confirmation instead, and raises what went wrong. A reply that finally fails unawaited is
+logged, counted and handed to the bot's ``on_reply_failed`` hooks (:class:`FailedReply`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -19,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from botkit.envelope import (
     ChatMessage,
     Envelope,
+    Typing,
     chat_message,
     envelope_to_dict,
     parse_envelope,
@@ -33,7 +40,8 @@ if TYPE_CHECKING:
     from botkit.jobs.scheduler import JobHost, ScheduledJob, ScheduleSpec
     from botkit.state.store import BotState
 
-__all__ = ["BotServices", "Context", "JobScheduler", "Publisher", "wall_clock"]
+__all__ = ["BotServices", "Context", "FailedReply", "JobScheduler", "Outbox", "Publisher",
+           "wall_clock"]
 
 
 def wall_clock() -> datetime:
@@ -52,6 +60,29 @@ class Publisher(Protocol):
 
     async def history(self, channel: str, *, limit: int, since: Any = None,
                       reverse: bool = False) -> HistoryResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FailedReply:
+    """A reply (or send) that was never published: what an ``@bot.on_reply_failed`` hook gets.
+    ``error`` is the cause: the server's refusal (an :class:`~botkit.ApiReplyError` with its
+    code, an :class:`~botkit.ApiRequestError`), or an :class:`~botkit.ApiUnavailableError`
+    when the server stayed away past the bot's ``limits.reply_deadline`` (or the stop's grace
+    ran out)."""
+
+    room: str
+    envelope: Envelope
+    error: BotkitError
+    idempotency_key: str | None
+
+
+class Outbox(Protocol):
+    """Where a context puts its replies (the runtime's per-room outboxes, see
+    ``botkit.runtime.outbox``). ``put`` returns once the reply is queued (waiting while the
+    room's outbox is full); with ``wait`` it returns an awaitable of the confirmation."""
+
+    async def put(self, room: str, channel: str, envelope: Envelope, key: str | None, *,
+                  essential: bool, wait: bool) -> Awaitable[None] | None: ...
 
 
 class JobScheduler(Protocol):
@@ -91,7 +122,12 @@ class BotServices:
     """The current time, aware (``Context.now``, the time of replies and presence events)."""
     replies_sent: int = 0
     replies_failed: int = 0
-    """Replies (and sends) whose publish raised: the server refused them or stayed away."""
+    """Replies (and sends) never published: the server refused them or stayed away."""
+    replies_dropped: int = 0
+    """Non-essential replies dropped unsent by flood control (their room's outbox was full)."""
+    outbox: Outbox | None = None
+    """The runtime's outboxes; None (the test harness): each reply is published at once and
+    waited for."""
     conversations: Conversations | None = None
     """The bot's pending questions (``Context.ask``), set by the runtime's core."""
 
@@ -177,21 +213,41 @@ class Context:
         harness's clock, which jobs, state expiry and this agree on."""
         return self.services.clock()
 
-    async def reply(self, text: str) -> ChatMessage:
-        """Answer in the room the envelope came from."""
+    async def reply(self, text: str, *, wait: bool = False,
+                    essential: bool = True) -> ChatMessage:
+        """Answer in the room the envelope came from; see :meth:`send`."""
         if self.room is None:
             raise BotkitError("reply() needs a room to answer in; use send(room, text)")
-        message = await self.send(self.room, text)
+        message = await self.send(self.room, text, wait=wait, essential=essential)
         assert isinstance(message, ChatMessage)
         return message
 
-    async def send(self, room: str, message: str | Envelope | Mapping[str, Any]) -> Envelope:
+    async def send(self, room: str, message: str | Envelope | Mapping[str, Any], *,
+                   wait: bool = False, essential: bool | None = None) -> Envelope:
         """Publish into ``room``: a text becomes a ``chat.message`` from this bot; an envelope
-        (or its dict) is sent with this bot as its sender."""
+        (or its dict) is sent with this bot as its sender. Returns the envelope sent.
+
+        Returns once the message is in the room's ordered outbox (waiting while that is full),
+        not once the server confirmed it: the room's messages are published in the order they
+        were sent, retried with the same idempotency key, and one that finally fails is logged,
+        counted and handed to ``@bot.on_reply_failed`` hooks. With ``wait=True`` it returns
+        once the server confirmed it and raises the :class:`~botkit.ApiError` that failed it
+        instead. ``essential=False`` (the default for ``typing`` envelopes) marks a message
+        that flood control may drop when the room's outbox is full
+        (:class:`~botkit.ReplyDroppedError` for a waiting caller)."""
         services = self.services
         channel = services.channel_for(room)
         envelope = self._build(room, message)
         key = self._next_idempotency_key()
+        outbox = services.outbox
+        if outbox is not None:
+            if essential is None:
+                essential = not isinstance(envelope, Typing)
+            confirmed = await outbox.put(room, channel, envelope, key, essential=essential,
+                                         wait=wait)
+            if confirmed is not None:
+                await confirmed
+            return envelope
         try:
             await services.api.publish(channel, envelope_to_dict(envelope),
                                        idempotency_key=key)

@@ -28,6 +28,7 @@ chained with ``from`` so the original cause stays visible::
     │   ├── AskTimeout              the person did not answer in time (also TimeoutError)
     │   ├── AskCancelled            the person answered /cancel
     │   └── AskInvalidAnswer        the answer was not one of the choices, twice
+    ├── ReplyDroppedError           a non-essential reply was dropped by flood control
     ├── StateError                  the state store failed (bad key or value, unusable file)
     │   ├── StateTimeoutError       the state file stayed locked or silent past the timeout
     │   ├── StateInUseError         another process runs on the state file (names its pid)
@@ -60,6 +61,7 @@ __all__ = [
     "ProtocolError",
     "RealtimeError",
     "RealtimeTimeoutError",
+    "ReplyDroppedError",
     "ReplyError",
     "StateError",
     "StateFileError",
@@ -258,3 +260,8 @@ class StateFileError(StateError):
 
 class LocalServerError(BotkitError):
     """The local development server (Centrifugo) can't be built or started."""
+
+
+class ReplyDroppedError(BotkitError):
+    """A reply sent with ``essential=False`` was dropped unsent: its room's outbox was full
+    (flood control keeps the essential replies and drops the oldest non-essential ones)."""

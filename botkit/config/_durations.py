@@ -24,6 +24,7 @@ __all__ = [
     "LEASE_TTL",
     "MAX_AGE",
     "RATE_LIMIT_WINDOW",
+    "REPLY_DEADLINE",
     "TOKEN_TTL",
     "Bounds",
     "Every",
@@ -31,6 +32,7 @@ __all__ = [
     "LeaseTtl",
     "MaxAge",
     "RateLimitWindow",
+    "ReplyDeadline",
     "TokenTtl",
     "format_duration",
     "parse_duration",
@@ -109,6 +111,8 @@ EVERY = Bounds(1.0, 365 * 24 * 3600.0, "each interval posts a message; use cron:
 RATE_LIMIT_WINDOW = Bounds(0.1, 24 * 3600.0)
 MAX_AGE = Bounds(1.0, 7 * 24 * 3600.0, "older envelopes are skipped at catch-up; a server "
                                        "rarely keeps history longer")
+REPLY_DEADLINE = Bounds(1.0, 3600.0, "a reply still unsent after it is reported as failed; "
+                                    "a late answer is rarely worth more")
 LEASE_TTL = Bounds(1.0, 60.0, "a replica that dies holds its rooms this long; renewals go out "
                               "several times per lease")
 
@@ -140,3 +144,4 @@ Every = Annotated[_Parsed, _bounded(EVERY)]
 RateLimitWindow = Annotated[_Parsed, _bounded(RATE_LIMIT_WINDOW)]
 MaxAge = Annotated[_Parsed, _bounded(MAX_AGE)]
 LeaseTtl = Annotated[_Parsed, _bounded(LEASE_TTL)]
+ReplyDeadline = Annotated[_Parsed, _bounded(REPLY_DEADLINE)]

@@ -32,9 +32,10 @@ from pydantic import (
 from botkit.config._catch_up import CatchUpConfig
 from botkit.config._cluster import ClusterConfig
 from botkit.config._dev import DevConfig
-from botkit.config._durations import HandlerTimeout, TokenTtl, parse_duration
+from botkit.config._durations import HandlerTimeout, ReplyDeadline, TokenTtl, parse_duration
 from botkit.config._errors import describe, located
 from botkit.config._ops import OpsConfig
+from botkit.config._rate import Rate
 from botkit.config._schedules import ScheduleConfig
 from botkit.config._source import SourceMap
 from botkit.errors import InvalidChannelError
@@ -44,7 +45,11 @@ __all__ = [
     "DEFAULT_HANDLER_TIMEOUT",
     "DEFAULT_LANE_QUEUE_SIZE",
     "DEFAULT_MAX_TEXT_LENGTH",
+    "DEFAULT_OUTBOX_SIZE",
+    "DEFAULT_REPLY_DEADLINE",
     "DEFAULT_ROOMS_PER_CONNECTION",
+    "DEFAULT_ROOM_BURST",
+    "DEFAULT_ROOM_RATE",
     "DEFAULT_STATE_PATH",
     "BotConfig",
     "BotsConfig",
@@ -59,6 +64,14 @@ DEFAULT_HANDLER_TIMEOUT = 10.0
 DEFAULT_LANE_QUEUE_SIZE = 1000
 DEFAULT_MAX_TEXT_LENGTH = 4000
 DEFAULT_ROOMS_PER_CONNECTION = 128
+# Flood control is generous by default: it is there to stop a runaway handler, not to shape
+# ordinary traffic. Bots (and botkit's own tests and benchmarks) answer bursts of thousands in
+# one room; a tight default would turn those into minutes of queued replies. A room that must be
+# gentler says so (room_rate: 5/s, room_burst: 10).
+DEFAULT_ROOM_RATE = 100.0
+DEFAULT_ROOM_BURST = 200
+DEFAULT_OUTBOX_SIZE = 1000
+DEFAULT_REPLY_DEADLINE = 30.0
 DEFAULT_STATE_PATH = ".botkit/state.sqlite"
 
 _BOT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
@@ -179,6 +192,15 @@ class LimitsConfig(_Section):
     # Centrifugo's default client.channel_limit: a bot with more rooms opens more connections.
     rooms_per_connection: StrictInt = Field(default=DEFAULT_ROOMS_PER_CONNECTION, ge=1,
                                             description="a whole number of rooms, e.g. 128")
+    # Flood control: per room, a token bucket on the bot's publishes (README "Replies").
+    room_rate: Rate = Field(default=DEFAULT_ROOM_RATE,
+                            description="a rate like 5/s or 30/m, or off")
+    room_burst: StrictInt = Field(default=DEFAULT_ROOM_BURST, ge=1, le=100_000,
+                                  description="a whole number of replies, e.g. 10")
+    outbox_size: StrictInt = Field(default=DEFAULT_OUTBOX_SIZE, ge=1, le=1_000_000,
+                                   description="a whole number of replies, e.g. 1000")
+    reply_deadline: ReplyDeadline = Field(default=DEFAULT_REPLY_DEADLINE,
+                                          description="a duration, e.g. 30s")
 
 
 class BotConfig(_Section):

@@ -50,6 +50,7 @@ class _BotNumbers:
     subscription_failures: int
     refusals: dict[str, int] = field(default_factory=dict)
     questions: dict[str, int] = field(default_factory=dict)
+    outbox_depth: int = 0
 
 
 @dataclass
@@ -87,14 +88,15 @@ def snapshot(runtime: Runtime | None) -> Snapshot:
                        "own": stats.own, "bot": stats.from_bots,
                        "skipped_old": stats.skipped_old,
                        "error": stats.handler_errors, "timeout": stats.handler_timeouts},
-            replies={"published": services.replies_sent, "failed": services.replies_failed},
+            replies={"published": services.replies_sent, "failed": services.replies_failed,
+                     "dropped": services.replies_dropped},
             jobs={"fired": stats.jobs_run + stats.job_errors, "failed": stats.job_errors,
                   "missed": missed.get(name, 0)},
             handlers=_copy(stats.handler_seconds),
             connected=int(runner.client.state is ConnectionState.CONNECTED),
             connections=len(runner.client.shards), connections_up=runner.client.connected,
             reconnects=stats.reconnects, restarts=runtime.status(name).restarts,
-            gaps=stats.gaps, lane_depth=runner.lane_depth,
+            gaps=stats.gaps, lane_depth=runner.lane_depth, outbox_depth=runner.outbox_depth,
             subscription_failures=stats.subscription_failures,
             refusals={"cooldown": stats.cooldowns, "check": stats.refused_checks,
                       "busy": stats.refused_busy},
@@ -161,6 +163,9 @@ class RuntimeCollector(Collector):
                                    "recovered after a reconnect", labels=["bot"])
         lanes = GaugeMetricFamily("botkit_lane_depth", "Room events queued, not yet handled",
                                   labels=["bot"])
+        outboxes = GaugeMetricFamily("botkit_outbox_depth",
+                                     "Replies queued or in flight, not yet confirmed",
+                                     labels=["bot"])
         refused = CounterMetricFamily("botkit_subscription_failures",
                                       "Room subscriptions the server refused", labels=["bot"])
         refusals = CounterMetricFamily(
@@ -193,6 +198,7 @@ class RuntimeCollector(Collector):
             restarts.add_metric([name], numbers.restarts)
             gaps.add_metric([name], numbers.gaps)
             lanes.add_metric([name], numbers.lane_depth)
+            outboxes.add_metric([name], numbers.outbox_depth)
             refused.add_metric([name], numbers.subscription_failures)
         requests = CounterMetricFamily(
             "botkit_api_requests", "Server API HTTP requests by method and outcome (ok, error, "
@@ -208,5 +214,5 @@ class RuntimeCollector(Collector):
                                       "Server API requests that repeated a failed one")
         retries.add_metric([], taken.api_retries)
         yield from (envelopes, replies, handlers, connected, connections, reconnects, restarts,
-                    gaps, lanes, refused, jobs, refusals, questions, pending, requests, seconds,
-                    retries)
+                    gaps, lanes, outboxes, refused, jobs, refusals, questions, pending, requests,
+                    seconds, retries)

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from botkit.bot import Bot
 from botkit.config import BotConfig, CatchUpConfig, resolve_catch_up
-from botkit.context import BotServices, Context, JobScheduler, Publisher, wall_clock
+from botkit.context import BotServices, Context, FailedReply, JobScheduler, Publisher, wall_clock
 from botkit.conversations import Conversations
 from botkit.envelope import ChatMessage, Envelope, UserJoined, UserLeft, parse_envelope
 from botkit.errors import BotkitError, EnvelopeError
@@ -109,6 +109,7 @@ class BotCore:
         self.calls.stats = self.stats
         self.services.replies_sent += previous.services.replies_sent
         self.services.replies_failed += previous.services.replies_failed
+        self.services.replies_dropped += previous.services.replies_dropped
 
     # -- hooks -------------------------------------------------------------------------------
 
@@ -125,6 +126,11 @@ class BotCore:
     async def run_gap_hooks(self, gap: Gap) -> None:
         """Run the bot's on_gap hooks for ``gap`` (errors and timeouts logged, never raised)."""
         await self._run_hooks(self.bot.gap_hooks, "on_gap", gap, room=gap.room)
+
+    async def run_reply_failed_hooks(self, failed: FailedReply) -> None:
+        """Run the bot's on_reply_failed hooks (errors and timeouts logged, never raised)."""
+        await self._run_hooks(self.bot.reply_failed_hooks, "on_reply_failed", failed,
+                              room=failed.room)
 
     async def _run_hooks(self, hooks: Sequence[Any], what: str, *args: Any,
                          room: str | None = None) -> None:

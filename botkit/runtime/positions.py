@@ -16,6 +16,12 @@ the server drops the replies to it as repeats (same idempotency keys), but handl
 The rows live in the store's ``botkit.positions`` namespace, one key per bot and room (a bot's
 own ``ctx.state`` namespace is its name, which cannot contain a dot).
 
+Replies leave through the outboxes after their handler returned (runtime/outbox.py), so a row is
+written only once the replies made before it are out: each flush takes a checkpoint (the row and
+the room's count of replies put so far) and writes the newest checkpoint whose replies are all
+gone. A crash then never skips an envelope whose replies were still queued; it is handled
+again, and its replies that did go out are absorbed by their keys.
+
 Replicas (``cluster:``): the store is Redis, shared, and a room's row is written by the replica
 holding the room's lease with that lease's fencing token (:attr:`Positions.fence`, a function of
 the room: the token, or None to write unfenced). The store refuses a write carrying a lower
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,10 +45,16 @@ from botkit.runtime.presence import RoomPresence
 from botkit.state.base import FencedStateStore
 from botkit.state.store import StateStore
 
-__all__ = ["FLUSH_INTERVAL", "NAMESPACE", "FenceProvider", "Positions", "RoomCursor", "Stored"]
+__all__ = ["FLUSH_INTERVAL", "NAMESPACE", "FenceProvider", "Positions", "Progress", "RoomCursor",
+           "Stored"]
 
 FenceProvider = Callable[[str], int | None]
 """A room's current fencing token (the lease's), or None to write without one."""
+Progress = Callable[[str], tuple[int, int]]
+"""A room's reply outbox: (replies ever put, replies ever gone); see runtime/outbox.py."""
+
+_MAX_CHECKPOINTS = 64
+"""Rows kept per room while its replies are out (one a flush): beyond, the newest is replaced."""
 
 log = logging.getLogger("botkit.runtime")
 
@@ -78,8 +91,9 @@ class Stored:
 class Positions:
     """One bot's cursors and their rows in the state store."""
 
-    __slots__ = ("_bot", "_closed", "_failing", "_fenced_out", "_presence", "_saved", "_store",
-                 "_writer", "cursors", "fence", "owned", "pending")
+    __slots__ = ("_bot", "_checkpoints", "_closed", "_failing", "_fenced_out", "_presence",
+                 "_saved", "_store", "_writer", "cursors", "fence", "owned", "pending",
+                 "progress")
 
     def __init__(self, store: StateStore | None, bot: str, rooms: list[str],
                  presence: Mapping[str, RoomPresence], *,
@@ -100,6 +114,10 @@ class Positions:
         self._writer: asyncio.Task[None] | None = None  # owned here: aclose() ends it
         self._closed = False
         self.owned: set[str] | None = None
+        self.progress: Progress | None = None
+        """Each room's reply outbox progress (None: replies are confirmed before the cursor
+        moves, as in the harness)."""
+        self._checkpoints: dict[str, deque[tuple[int, dict[str, Any]]]] = {}
         """With replicas, the rooms whose lease this replica holds: only their rows are
         written (None: every room, a single process)."""
 
@@ -159,6 +177,7 @@ class Positions:
         """With replicas: this replica now holds ``room``'s lease. Its row is read again (the
         last owner wrote it) and its cursor starts there; its rows are written from now on."""
         cursor = self.cursors[room]
+        self._checkpoints.pop(room, None)  # an earlier holding's: never written now
         value = (await self._store.get(NAMESPACE, self._key(room))
                  if self._store is not None else None)
         stored = _parse(value)
@@ -179,6 +198,7 @@ class Positions:
         if self.owned is not None:
             self.owned.discard(room)
         self._saved.pop(room, None)
+        self._checkpoints.pop(room, None)
 
     async def flush_room(self, room: str) -> None:
         """Write ``room``'s row now if it moved (a hand-over, before the lease goes back)."""
@@ -189,6 +209,26 @@ class Positions:
             return None
         return {"epoch": cursor.epoch, "offset": cursor.offset,
                 "present": sorted(self._presence[room].clients)}
+
+    def _settled(self, room: str, row: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The newest row of ``room`` whose replies are all out (None: none yet)."""
+        progress = self.progress
+        if progress is None or row is None:
+            return row
+        put, gone = progress(room)
+        checkpoints = self._checkpoints.setdefault(room, deque())
+        if checkpoints and checkpoints[-1][1] == row:
+            pass
+        elif len(checkpoints) >= _MAX_CHECKPOINTS:
+            checkpoints[-1] = (put, row)
+        else:
+            checkpoints.append((put, row))
+        settled = None
+        while checkpoints and checkpoints[0][0] <= gone:
+            settled = checkpoints.popleft()[1]
+        if checkpoints:
+            self.touch()  # the rest once its replies are out
+        return settled
 
     async def flush(self, only: str | None = None) -> None:
         """Write the rows that changed since the last write (a failure is logged, and the
@@ -201,7 +241,7 @@ class Positions:
             for room in rooms:
                 if owned is not None and room not in owned:
                     continue
-                row = self._row(room, self.cursors[room])
+                row = self._settled(room, self._row(room, self.cursors[room]))
                 if row is None or row == self._saved.get(room):
                     continue
                 if not await self._write(room, row):

@@ -37,6 +37,7 @@ from botkit.redact import safe_url
 from botkit.runtime.catchup import RoomCatchUp
 from botkit.runtime.core import BotCore, BotStats, LoadedBot, static_schedules
 from botkit.runtime.lanes import Lane
+from botkit.runtime.outbox import Outboxes, RoomLimits
 from botkit.runtime.overflow import RoomFlow
 from botkit.runtime.positions import Positions
 from botkit.runtime.shards import ShardedClient
@@ -78,7 +79,8 @@ class BotRunner:
     def __init__(self, loaded: LoadedBot, config: BotsConfig, api: ServerApi, *,
                  bot_users: frozenset[str], state: StateStore | None = None,
                  scheduler: JobScheduler | None = None,
-                 holds: Callable[[str, str], bool] | None = None) -> None:
+                 holds: Callable[[str, str], bool] | None = None,
+                 outboxes: Outboxes | None = None) -> None:
         self.name = loaded.config.name
         self.config = loaded.config
         xshathra = config.xshathra
@@ -86,7 +88,15 @@ class BotRunner:
         self.core = BotCore(loaded, project_id=xshathra.project_id, api=api,
                             bot_users=bot_users, state=state, scheduler=scheduler,
                             catch_up=self.catch_up)
-        self._limits = loaded.config.limits
+        self._limits = limits = loaded.config.limits
+        self._outboxes = outboxes
+        """The runtime's reply outboxes; None: each reply is published and waited for."""
+        if outboxes is not None:
+            self.core.services.outbox = outboxes.for_bot(
+                self.core.services,
+                RoomLimits(limits.room_rate, limits.room_burst, limits.outbox_size,
+                           limits.reply_deadline),
+                self.core.run_reply_failed_hooks if self.bot.reply_failed_hooks else None)
         self.channels = self.core.channels
         minter = TokenMinter(xshathra.server_api_key.get_secret_value(), loaded.config.user_id,
                              ttl=xshathra.token_ttl)
@@ -100,6 +110,10 @@ class BotRunner:
             per_connection=self._limits.rooms_per_connection, on_event=self._on_event,
             offer_event=self._offer_event, on_state=self._on_state,
             position_of=self._position_of, on_moved=self._on_moved, name=self.name)
+        if outboxes is not None:
+            # A stored position never runs ahead of the replies still in the outbox.
+            channels, name = self.channels, self.name
+            self.positions.progress = lambda room: outboxes.progress(name, channels[room])
         self._holds = holds
         """With replicas: whether this replica holds (bot, room) now. The bot then subscribes
         only the rooms the cluster hands it (:meth:`take`, :meth:`drop`), and its lanes handle
@@ -135,6 +149,11 @@ class BotRunner:
     def lane_depth(self) -> int:
         """Room events queued in the bot's lanes, not yet handled."""
         return sum(lane.pending for lane in self._lanes.values())
+
+    @property
+    def outbox_depth(self) -> int:
+        """The bot's replies in its outboxes, queued or in flight (not yet confirmed)."""
+        return self._outboxes.pending(self.name) if self._outboxes is not None else 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -276,9 +295,22 @@ class BotRunner:
                             "grace period", self.config.name, lane.name, lane.pending)
         for lane in self._lanes.values():
             await lane.stop()
-        # After the lanes: the last positions are those of envelopes whose handling finished.
+        # The lanes' replies, then the last positions: those of envelopes whose handling
+        # finished and whose replies are out (see positions.py).
+        await self._drain_outbox(deadline)
         await self.positions.aclose()
         await self.core.stop()
+        await self._drain_outbox(deadline)  # the on_stop hooks' replies
+
+    async def _drain_outbox(self, deadline: float) -> None:
+        outboxes = self._outboxes
+        if outboxes is None:
+            return
+        if not await outboxes.drain(self.name, max(0.0, deadline - time.monotonic())):
+            left = outboxes.abandon(self.name)
+            if left:
+                log.warning("bot %s: %d replies were still unsent at the end of the grace "
+                            "period; given up (counted as failed)", self.config.name, left)
 
     # -- scheduled jobs ----------------------------------------------------------------------
 

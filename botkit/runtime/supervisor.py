@@ -5,8 +5,8 @@ published through the server API — and a shutdown that loses nothing.
 Start order: state store → API client → bots (connect, subscribe, on_start) → scheduler.
 Shutdown order (fixed, each step bounded by the grace period): stop firing jobs (fires under way
 finish) → stop taking envelopes (close the realtime connections) → finish what the lanes hold →
-on_stop hooks → flush pending replies through the API → close the job store and the state store
-→ (replicas) close the Redis client.
+on_stop hooks → drain the bots' reply outboxes (runtime/outbox.py) → close the job store and the
+state store → (replicas) close the Redis client.
 
 Failures are per bot. A bot that cannot start (the server refuses its token, say) is a mistake
 in the configuration, and ends the runtime with its error before anything is served. Once a
@@ -33,6 +33,7 @@ from botkit.bot import Bot
 from botkit.config import BotConfig, BotsConfig, validate_settings
 from botkit.errors import BotkitError, TerminalDisconnectError
 from botkit.jobs.scheduler import BotScheduler
+from botkit.runtime.outbox import Outboxes
 from botkit.runtime.plugins import load_configured_plugin
 from botkit.runtime.replicas import Replicas
 from botkit.runtime.runner import BotRunner, BotStats, LoadedBot, static_schedules
@@ -184,10 +185,13 @@ class Runtime:
         try:
             await self.scheduler.open()
             async with api:
+                outboxes = Outboxes(api)
+
                 def new_runner(loaded: LoadedBot) -> BotRunner:
                     return BotRunner(loaded, self.config, api, bot_users=bot_users,
                                      state=store, scheduler=self.scheduler,
-                                     holds=replicas.holds if replicas is not None else None)
+                                     holds=replicas.holds if replicas is not None else None,
+                                     outboxes=outboxes)
 
                 self._new_runner = new_runner
                 self.runners.update({loaded.config.name: new_runner(loaded)
@@ -201,6 +205,8 @@ class Runtime:
                 early_freeze = early_freeze or (self.freeze_gc and _freeze_startup_objects())
                 async with asyncio.TaskGroup() as outer:
                     cluster_stop = asyncio.Event()
+                    # Its own task, before the bots: they drain their outboxes as they stop.
+                    outer.create_task(outboxes.run(), name="reply outboxes")
                     if replicas is not None:
                         outer.create_task(replicas.run(cluster_stop), name="replicas")
                     try:
@@ -210,7 +216,9 @@ class Runtime:
                                                   name=f"bot {loaded.config.name}")
                             group.create_task(self._coordinate(), name="runtime coordinator")
                     finally:
-                        # The bots stopped and wrote their positions: the leases go back now.
+                        # The bots stopped and drained their outboxes: what is left is given
+                        # up (counted); the leases go back now.
+                        outboxes.close()
                         cluster_stop.set()
         finally:
             if early_freeze:

@@ -190,13 +190,43 @@ class ServerApi:
         publish twice; give your own to also absorb repeats of the same logical message within
         the server's 5-minute window. Cancelling the call before the publish is sent withdraws
         it; after that it may or may not be published."""
+        return await self._publisher.publish(self.encode_publish(
+            channel, data, idempotency_key=idempotency_key, tags=tags,
+            skip_history=skip_history))
+
+    def encode_publish(self, channel: str, data: Any, *, idempotency_key: str | None = None,
+                       tags: Mapping[str, str] | None = None,
+                       skip_history: bool = False) -> bytes:
+        """The encoded params of a publish, for :meth:`publish_once` (the key is made up here
+        when none is given, so that every resend of these bytes carries the same one)."""
         params: dict[str, Any] = {"channel": channel, "data": data,
                                   "idempotency_key": idempotency_key or self._new_key()}
         if tags:
             params["tags"] = dict(tags)
         if skip_history:
             params["skip_history"] = True
-        return await self._publisher.publish(_encode(params))
+        return _encode(params)
+
+    async def publish_once(self, params: Sequence[bytes]) -> list[PublishResult | ApiError]:
+        """One attempt at the publishes ``params`` (from :meth:`encode_publish`), in one
+        request (a sequential batch when there are several): an outcome per publish, in
+        order. Nothing is retried: the caller (the runtime's outboxes) retries what failed
+        temporarily, room by room. A failure of the whole request is raised; it is temporary
+        when it is an :class:`ApiUnavailableError` or :class:`ApiMalformedReplyError`. Not
+        ordered with :meth:`publish`."""
+        self._check_open()
+        if len(params) == 1:
+            self.stats.publish_requests += 1
+            return [await self._transport.call("publish", params[0], replies.publish_result,
+                                               retries=0)]
+        self.stats.publish_batches += 1
+        self.stats.batched_publishes += len(params)
+        body = b'{"commands":[' + b",".join(
+            b'{"publish":' + item + b"}" for item in params) + b"]}"
+        outcomes: list[PublishResult | ApiError] = []
+        outcomes += await self._transport.call(
+            "batch", body, partial(replies.publish_outcomes, expected=len(params)), retries=0)
+        return outcomes
 
     def _new_key(self) -> str:
         return f"{self._key_prefix}{next(self._key_counter)}"

@@ -123,9 +123,12 @@ class Transport:
         if self._injected is None and client is not None:
             await client.aclose()
 
-    async def call(self, method: str, body: bytes, parse: Parse[_T]) -> _T:
+    async def call(self, method: str, body: bytes, parse: Parse[_T], *,
+                   retries: int | None = None) -> _T:
         """POST ``body`` to ``method`` and return ``parse`` of the reply, retrying what may
-        pass; after the last attempt raise :func:`gave_up` of the last failure."""
+        pass (``retries`` times, default the transport's); after the last attempt raise
+        :func:`gave_up` of the last failure."""
+        retries = self.retries if retries is None else retries
         attempt = 0
         while True:
             try:
@@ -135,7 +138,7 @@ class Transport:
                     self.stats.malformed_replies += 1
                 if isinstance(exc, ApiReplyError) and not exc.temporary:
                     raise
-                if attempt >= self.retries:
+                if attempt >= retries:
                     raise gave_up(method, exc, attempts=attempt + 1) from _root_cause(exc)
                 await self.pause(method, attempt, str(exc))
             attempt += 1

@@ -26,6 +26,7 @@ ECHO = """\
   plugin: tests.plugins.flaky
   user_id: bot_flaky
   rooms: [room_a, room_b]
+  limits: {room_rate: off}  # every one of the flood's commands is answered at once
 """
 
 
@@ -98,7 +99,9 @@ CATCHUP_TWO_ROOMS = """\
   plugin: tests.plugins.catchup
   user_id: bot_catchup
   rooms: [room_a, room_b]
-  limits: {lane_queue_size: 5}
+  # The room's history holds 20: a backlog of replies longer than that, published after the
+  # live command, would push it out of the history before the overflowed lane reads it back.
+  limits: {lane_queue_size: 5, room_rate: off, outbox_size: 5}
 """
 
 

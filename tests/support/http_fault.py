@@ -14,6 +14,7 @@ request, in arrival order::
         proxy.truncate_next(1)                         # half the body, then the socket closes
         proxy.stall_next(1)                            # no answer until the client hangs up
         proxy.inject(Fault(status=500), match=for_method("publish"))  # only a publish request
+        proxy.outage(3.0, match=for_method("publish", "batch"))  # every one 503 for 3 s
         url = proxy.proxied("http://127.0.0.1:8000/api/realtime")
 
 A fault with ``match`` waits in the queue for the first request it matches; the requests that
@@ -30,6 +31,7 @@ import http
 import json
 import socket
 import struct
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -105,6 +107,7 @@ class FaultProxy:
         self.requests: list[ProxiedRequest] = []
         self.forwarded = 0
         self._faults: deque[Fault] = deque()
+        self._outage: tuple[float, Fault] | None = None
         self._server: asyncio.Server | None = None
         self._client: httpx.AsyncClient | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -125,6 +128,13 @@ class FaultProxy:
         if match is not None:
             fault = replace(fault, match=match)
         self._faults.extend([fault] * count)
+
+    def outage(self, seconds: float, fault: Fault | None = None, *,
+               match: Callable[[ProxiedRequest], bool] | None = None) -> None:
+        """For ``seconds`` from now, every request (that ``match`` picks) meets ``fault``
+        (default: HTTP 503, not forwarded), before any queued fault."""
+        fault = fault or Fault(forward=False, status=503, body=b"down")
+        self._outage = (time.monotonic() + seconds, replace(fault, match=match))
 
     @property
     def faults_pending(self) -> int:
@@ -240,6 +250,12 @@ class FaultProxy:
         return True
 
     def _take_fault(self, request: ProxiedRequest) -> Fault | None:
+        if self._outage is not None:
+            until, fault = self._outage
+            if time.monotonic() >= until:
+                self._outage = None
+            elif fault.match is None or fault.match(request):
+                return fault
         for index, fault in enumerate(self._faults):
             if fault.match is None or fault.match(request):
                 del self._faults[index]

@@ -223,7 +223,8 @@ def test_unknown_key_without_a_close_match_lists_the_valid_keys() -> None:
     error = error_of(with_bots(ONE_BOT + "  limits: {colour: blue}\n"))
     assert str(error) == (
         "bots.yaml:10: bots[0].limits.colour: unknown key 'colour'; expected one of: "
-        "handler_timeout, lane_queue_size, max_text_length, rooms_per_connection")
+        "handler_timeout, lane_queue_size, max_text_length, rooms_per_connection, room_rate, "
+        "room_burst, outbox_size, reply_deadline")
 
 
 def test_missing_key_points_at_its_parent() -> None:

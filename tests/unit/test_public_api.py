@@ -25,6 +25,7 @@ PUBLIC = [
     "Context",
     "Envelope",
     "EnvelopeError",
+    "FailedReply",
     "Gap",
     "InvalidChannelError",
     "LocalServerError",
@@ -32,6 +33,7 @@ PUBLIC = [
     "ProtocolError",
     "RealtimeError",
     "RealtimeTimeoutError",
+    "ReplyDroppedError",
     "ReplyError",
     "SubscriptionError",
     "TerminalDisconnectError",
@@ -66,7 +68,7 @@ def test_public_names_come_from_their_modules() -> None:
     assert botkit.register_envelope is register_envelope
     exceptions = importlib.import_module("botkit.errors")
     exported = [name for name in PUBLIC if name.endswith("Error") and name != "UsageError"]
-    assert len(exported) == 20
+    assert len(exported) == 21
     # ctx.ask's outcomes read as what happened, not as an "Error": still in the one tree.
     exported += ["AskCancelled", "AskInvalidAnswer", "AskTimeout"]
     for name in exported:
@@ -77,5 +79,8 @@ def test_public_names_come_from_their_modules() -> None:
     assert issubclass(botkit.AskTimeout, botkit.AskError)
     assert issubclass(botkit.AskTimeout, TimeoutError)
     assert issubclass(botkit.AskCancelled, botkit.AskError)
+    from botkit.context import FailedReply
+    assert botkit.FailedReply is FailedReply
+    assert callable(botkit.Bot("x").on_reply_failed)
     assert isinstance(botkit.__version__, str)
     assert botkit.__version__.count(".") == 2

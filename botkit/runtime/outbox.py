@@ -1,0 +1,403 @@
+"""Per-room ordered outboxes: where a bot's replies wait for the server API, so that a handler
+never waits for the server's confirmation and a busy room is answered at the server's pace.
+
+``await ctx.reply()`` puts the reply in the outbox of its (bot, room) and returns. One
+dispatcher task serves every outbox of a runtime:
+
+- **order**: a room has at most one publish request in flight; its replies leave in the order
+  they were put, in that request or the next, and a failed one is retried before anything after
+  it (resent with the same idempotency key, so nothing is published twice);
+- **sharing**: a request carries the replies of many rooms (a sequential batch, up to
+  ``max_batch``), and up to ``max_requests`` requests are in flight at once: an HTTP request
+  costs far more CPU than one more command in it;
+- **isolation**: a room waiting for its retry or for its rate limit is simply not in the next
+  request; the other rooms are;
+- **flood control**: per room a token bucket (``limits.room_rate`` / ``room_burst``) paces the
+  replies of a runaway handler; what the bucket holds back waits in order;
+- **backpressure**: an outbox holds ``limits.outbox_size`` replies; when full, an essential
+  reply waits for room (the handler, and so its lane, slows down), while a non-essential one
+  (``essential=False``, ``typing``) makes room by dropping the room's oldest waiting
+  non-essential reply (or is dropped itself), counted and logged;
+- **failure**: a reply refused by the server, or still failing after ``limits.reply_deadline``
+  of retries, is given up: the ``wait=True`` caller gets the error; otherwise it is logged once
+  (with the error's code), counted, and handed to the bot's ``on_reply_failed`` hooks. The
+  room's later replies then go on.
+
+At stop each bot's runner drains its outboxes after its lanes (within the grace period) and
+gives up, counted and logged, what is still unsent; then the runtime closes the dispatcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from botkit.context import BotServices, FailedReply
+from botkit.envelope import Envelope, envelope_to_dict
+from botkit.errors import (
+    ApiError,
+    ApiMalformedReplyError,
+    ApiReplyError,
+    ApiUnavailableError,
+    BotkitError,
+    ReplyDroppedError,
+)
+from botkit.protocol.backoff import Backoff
+from botkit.runtime.outbox_room import DROP_LOG_EVERY, Item, Room, RoomLimits
+from botkit.serverapi.client import DEFAULT_BACKOFF, PublishResult, ServerApi
+from botkit.serverapi.transport import copy_error
+
+__all__ = ["BotOutbox", "Outboxes", "RoomLimits"]
+
+log = logging.getLogger("botkit.runtime")
+
+class BotOutbox:
+    """One bot's view of the outboxes (``BotServices.outbox``): what ``ctx.send`` calls."""
+
+    def __init__(self, outboxes: Outboxes, services: BotServices, limits: RoomLimits,
+                 on_failed: Callable[[FailedReply], Coroutine[Any, Any, None]] | None,
+                 ) -> None:
+        self.outboxes = outboxes
+        self.services = services
+        self.limits = limits
+        self.on_failed = on_failed
+
+    async def put(self, room: str, channel: str, envelope: Envelope, key: str | None, *,
+                  essential: bool, wait: bool) -> Awaitable[None] | None:
+        return await self.outboxes.put(self, room, channel, envelope, key,
+                                       essential=essential, wait=wait)
+
+
+class Outboxes:
+    """Every outbox of a runtime and the one dispatcher (:meth:`run`) that publishes them."""
+
+    def __init__(self, api: ServerApi, *, max_batch: int = 100, max_requests: int = 4,
+                 backoff: Backoff = DEFAULT_BACKOFF,
+                 clock: Callable[[], float] = time.monotonic,
+                 rng: Callable[[], float] = random.random) -> None:
+        self._api = api
+        self._max_batch = max_batch
+        self._max_requests = max_requests
+        self._backoff = backoff
+        self._clock = clock
+        self._rng = rng
+        self._rooms: dict[tuple[str, str], Room] = {}
+        self._bots: dict[str, BotOutbox] = {}
+        self._ready: deque[Room] = deque()
+        self._timers: list[tuple[float, int, Room]] = []
+        self._seq = itertools.count()
+        self._wakeup = asyncio.Event()
+        self._changed = asyncio.Event()  # an item left an outbox (for drain)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._requests = 0
+        self._group: asyncio.TaskGroup | None = None
+        self._closed = False
+
+    def for_bot(self, services: BotServices, limits: RoomLimits,
+                on_failed: Callable[[FailedReply], Coroutine[Any, Any, None]] | None,
+                ) -> BotOutbox:
+        """The outboxes of bot ``services.name`` (again after a restart: its rooms' replies
+        still queued are counted to the new run)."""
+        outbox = self._bots[services.name] = BotOutbox(self, services, limits, on_failed)
+        return outbox
+
+    def pending(self, bot: str | None = None) -> int:
+        """Replies queued or in flight (of ``bot``, or of every bot)."""
+        return sum(len(room.items) for room in self._rooms.values()
+                   if bot is None or room.bot == bot)
+
+    def progress(self, bot: str, channel: str) -> tuple[int, int]:
+        """(replies ever put, replies ever gone) of ``bot``'s outbox for ``channel``: once
+        ``gone`` reaches a ``put`` read earlier, every reply put before that read is out (or
+        given up). The positions use it so that a stored position never runs ahead of replies
+        still queued (a crash would lose them: the envelopes would not be handled again)."""
+        room = self._rooms.get((bot, channel))
+        return (room.put, room.done) if room is not None else (0, 0)
+
+    # -- putting -----------------------------------------------------------------------------
+
+    async def put(self, outbox: BotOutbox, room_id: str, channel: str, envelope: Envelope,
+                  key: str | None, *, essential: bool,
+                  wait: bool) -> asyncio.Future[None] | None:
+        if self._closed:
+            raise ApiUnavailableError("the runtime is stopping; this reply was not sent")
+        bot = outbox.services.name
+        room = self._rooms.get((bot, channel))
+        if room is None:
+            room = self._rooms[bot, channel] = Room(bot, room_id, channel, outbox.limits,
+                                                    self._clock())
+        room.limits = outbox.limits
+        params = self._api.encode_publish(channel, envelope_to_dict(envelope),
+                                          idempotency_key=key)
+        future = asyncio.get_running_loop().create_future() if wait else None
+        item = Item(params, envelope, key, essential, future)
+        while len(room.items) >= room.limits.size:
+            dropped = room.drop_oldest()
+            if dropped is not None:
+                self._dropped(room, outbox, dropped)
+                break
+            if not essential:
+                self._dropped(room, outbox, item)
+                return future
+            await room.wait_for_room()
+            if self._closed:
+                raise ApiUnavailableError("the runtime is stopping; this reply was not sent")
+        room.items.append(item)
+        room.put += 1
+        self._schedule(room)
+        return future
+
+    def _dropped(self, room: Room, outbox: BotOutbox, item: Item) -> None:
+        outbox.services.replies_dropped += 1
+        if item.future is not None and not item.future.done():
+            item.future.set_exception(ReplyDroppedError(
+                f"room {room.name}'s outbox was full: this non-essential reply was dropped"))
+        now = self._clock()
+        if now - room.dropped_log >= DROP_LOG_EVERY:
+            room.dropped_log = now
+            log.warning("bot %s: room %s's outbox is full (%d replies): dropping its oldest "
+                        "non-essential replies (%d dropped by this bot so far)", room.bot,
+                        room.name, room.limits.size, outbox.services.replies_dropped)
+
+    # -- the dispatcher ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Publish the outboxes until :meth:`close`; then give up what is left (counted)."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                while not self._closed:
+                    self._fire_timers(self._clock())
+                    self._pump()
+                    await self._sleep()
+                for task in list(self._tasks):
+                    task.cancel()
+        finally:
+            self._group = None
+            self._give_up_all()
+
+    def close(self) -> None:
+        """End :meth:`run` (requests in flight are cancelled; their replies counted unsent)."""
+        self._closed = True
+        self._wakeup.set()
+        for room in self._rooms.values():
+            room.wake_all()
+
+    async def drain(self, bot: str, timeout: float) -> bool:
+        """Wait until ``bot``'s outboxes are empty; False if ``timeout`` ran out first."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.pending(bot):
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def abandon(self, bot: str) -> int:
+        """Give up ``bot``'s replies not yet sent (the end of the grace period); how many."""
+        given_up = 0
+        for room in list(self._rooms.values()):
+            if room.bot != bot:
+                continue
+            while len(room.items) > room.in_flight:
+                item = room.items.pop()
+                room.done += 1
+                given_up += 1
+                self._failed(room, item, ApiUnavailableError(
+                    "the bot stopped before this reply could be published"), report=False)
+            room.paid = min(room.paid, len(room.items))
+            room.wake_putters()
+        self._changed.set()
+        return given_up
+
+    async def _sleep(self) -> None:
+        self._wakeup.clear()
+        if self._ready and self._requests < self._max_requests:
+            return
+        delay = self._timers[0][0] - self._clock() if self._timers else None
+        try:
+            async with asyncio.timeout(delay):
+                await self._wakeup.wait()
+        except TimeoutError:
+            pass
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        assert self._group is not None
+        task = self._group.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _pump(self) -> None:
+        """Start requests for the ready rooms while fewer than ``max_requests`` are out."""
+        if self._group is None or self._closed:
+            return
+        while self._ready and self._requests < self._max_requests:
+            batch = self._take()
+            if batch:
+                self._requests += 1
+                self._spawn(self._send(batch), "outbox publish")
+
+    def _schedule(self, room: Room) -> None:
+        if room.queued or room.in_flight or room.timer is not None or not room.items:
+            return
+        room.queued = True
+        self._ready.append(room)
+        # Started from here, not by waking the dispatcher: a reply to an idle room leaves in
+        # this turn of the loop (bench/ S2: one wake-up less per reply at low rates). A room
+        # with a request out is not ready; it comes back with everything put meanwhile.
+        self._pump()
+
+    def _later(self, room: Room, when: float) -> None:
+        room.timer = when
+        heapq.heappush(self._timers, (when, next(self._seq), room))
+        self._wakeup.set()
+
+    def _fire_timers(self, now: float) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            room = heapq.heappop(timers)[2]
+            room.timer = None
+            self._schedule(room)
+
+    def _take(self) -> list[tuple[Room, int]]:
+        """The next request: the ready rooms' heads, oldest-ready room first."""
+        batch: list[tuple[Room, int]] = []
+        space = self._max_batch
+        now = self._clock()
+        while self._ready and space:
+            room = self._ready.popleft()
+            room.queued = False
+            if room.in_flight or not room.items or room.timer is not None:
+                continue
+            count = room.take(now, space)
+            if isinstance(count, float):
+                self._later(room, count)  # its rate allows nothing before then
+                continue
+            batch.append((room, count))
+            space -= count
+        return batch
+
+    async def _send(self, batch: list[tuple[Room, int]]) -> None:
+        try:
+            params = [room.items[index].params for room, count in batch
+                      for index in range(count)]
+            outcomes: list[PublishResult | ApiError]
+            try:
+                outcomes = await self._api.publish_once(params)
+            except ApiError as exc:
+                if _temporary(exc):
+                    self._api.stats.retries += 1
+                    log.warning("server API publish of %d replies (%d rooms) failed (%s); "
+                                "their rooms retry", len(params), len(batch), exc)
+                outcomes = [exc] * len(params)
+            position = 0
+            for room, count in batch:
+                self._settle(room, outcomes[position:position + count])
+                position += count
+        except Exception as exc:
+            # A bug, not a server failure: give these replies up (reported), go on.
+            log.exception("the outbox failed on a request of %d rooms", len(batch))
+            for room, count in batch:
+                if room.in_flight:
+                    self._settle(room, [ApiError(f"the outbox failed (a bug; see the log): "
+                                                 f"{exc!r}")] * count)
+        finally:
+            self._requests -= 1
+            self._pump()
+
+    def _settle(self, room: Room, outcomes: list[PublishResult | ApiError]) -> None:
+        """The outcomes of the room's head items, in order."""
+        room.in_flight = 0
+        outbox = self._bots.get(room.bot)
+        retry = False
+        for outcome in outcomes:
+            if _temporary(outcome):
+                retry = True
+                break
+            item = room.items.popleft()
+            room.done += 1
+            room.paid -= 1
+            if isinstance(outcome, PublishResult):
+                if outbox is not None:
+                    outbox.services.replies_sent += 1
+                if item.future is not None and not item.future.done():
+                    item.future.set_result(None)
+            else:
+                assert isinstance(outcome, BotkitError)
+                self._failed(room, item, outcome)
+        if retry:
+            self._retry_later(room)
+        else:
+            room.attempt = 0
+        room.wake_putters()
+        self._changed.set()
+        self._schedule(room)
+
+    def _retry_later(self, room: Room) -> None:
+        now = self._clock()
+        deadline = room.limits.deadline
+        # Replies retried past the deadline are given up: oldest first, in order.
+        while room.items and room.paid:
+            first_try = room.items[0].first_try
+            if first_try is None or now - first_try < deadline:
+                break
+            item = room.items.popleft()
+            room.done += 1
+            room.paid -= 1
+            self._failed(room, item, ApiUnavailableError(
+                f"publish: the server API kept failing for {deadline:g}s "
+                "(limits.reply_deadline)"))
+        if not room.items:
+            room.attempt = 0
+            return
+        delay = self._backoff.delay(room.attempt, self._rng())
+        room.attempt += 1
+        self._later(room, now + delay)
+
+    def _failed(self, room: Room, item: Item, error: BotkitError, *,
+                report: bool = True) -> None:
+        outbox = self._bots.get(room.bot)
+        if outbox is not None:
+            outbox.services.replies_failed += 1
+        if item.future is not None:
+            if not item.future.done():
+                item.future.set_exception(
+                    copy_error(error) if isinstance(error, ApiError) else error)
+            return  # the caller waits for it: the error is theirs to report
+        if not report:
+            return
+        code = getattr(error, "code", None)
+        cause = type(error).__name__ + (f" code {code}" if code is not None else "")
+        log.error("bot %s: a reply in room %s was not published (%s, key %s): %s", room.bot,
+                  room.name, cause, item.key or "-", error)
+        if outbox is not None and outbox.on_failed is not None and self._group is not None:
+            failed = FailedReply(room.name, item.envelope, error, item.key)
+            self._spawn(outbox.on_failed(failed), f"bot {room.bot} on_reply_failed")
+
+    def _give_up_all(self) -> None:
+        left = 0
+        for room in self._rooms.values():
+            while room.items:
+                left += 1
+                room.done += 1
+                self._failed(room, room.items.popleft(), ApiUnavailableError(
+                    "the runtime stopped before this reply could be published"), report=False)
+            room.paid = room.in_flight = 0
+            room.wake_all()
+        if left:
+            log.warning("%d replies were not published before the runtime stopped", left)
+        self._changed.set()
+
+
+def _temporary(outcome: PublishResult | ApiError) -> bool:
+    if isinstance(outcome, ApiUnavailableError | ApiMalformedReplyError):
+        return True
+    return isinstance(outcome, ApiReplyError) and outcome.temporary

@@ -14,6 +14,9 @@ registered still parses, as a plain :class:`Envelope` that keeps its other field
 Envelopes come from other users, so :func:`parse_envelope` treats its input as hostile: ids and
 texts are bounded, and every failure is one :class:`EnvelopeError` whose message names the field
 and quotes at most a short preview of the value.
+
+The timestamp helpers live in :mod:`botkit._envelope_time` and the error wording in
+:mod:`botkit._envelope_wording`; ``utc_now`` and ``format_timestamp`` are re-exported here.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, overload
 
 from pydantic import (
@@ -34,8 +37,14 @@ from pydantic import (
     field_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import ErrorDetails, PydanticCustomError, from_json
+from pydantic_core import from_json
 
+from botkit._envelope_time import format_timestamp, utc_now
+from botkit._envelope_time import sent_at_from as _sent_at_from
+from botkit._envelope_wording import kind as _kind
+from botkit._envelope_wording import not_an_object as _not_an_object
+from botkit._envelope_wording import reason as _reason
+from botkit._envelope_wording import truncate as _truncate
 from botkit.errors import EnvelopeError
 from botkit.ulid import new_ulid
 
@@ -63,66 +72,9 @@ MAX_ID_LENGTH = 128
 DEFAULT_MAX_TEXT_LENGTH = 4000
 """Longest accepted ``text`` unless :func:`parse_envelope` is told otherwise."""
 
-# An ISO 8601 date-time with offset and nanoseconds is 35 characters; anything much longer is not
-# worth handing to the parser.
-_MAX_TIMESTAMP_LENGTH = 64
-_PREVIEW_LENGTH = 40
-_MAX_REASON_LENGTH = 300
-
 _Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 # A tuple, not `str | bytes | bytearray`: that expression would build a union on every call.
 _JSON_TEXT_TYPES = (str, bytes, bytearray)
-
-
-# --- timestamps -----------------------------------------------------------------------------
-
-def utc_now() -> datetime:
-    """The current time in UTC, truncated to the millisecond the wire format carries (so an
-    envelope built now equals itself after a round trip through JSON)."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def format_timestamp(dt: datetime) -> str:
-    """``dt`` as the wire writes it: UTC, milliseconds, ``Z`` (``2026-03-24T12:00:00.000Z``)."""
-    try:
-        utc = _as_utc(dt)
-    except ValueError as exc:
-        raise EnvelopeError(f"can't format {dt!r}: it {exc}") from None
-    # isoformat pads the year to four digits, which strftime("%Y") does not on every platform.
-    return utc.isoformat(timespec="milliseconds")[:-6] + "Z"
-
-
-def _as_utc(dt: datetime) -> datetime:
-    """``dt`` in UTC at millisecond precision; ValueError when naive or out of range."""
-    if dt.utcoffset() is None:
-        raise ValueError("has no timezone; add one, e.g. 'Z' or '+02:00'")
-    if dt.tzinfo is not UTC:
-        try:
-            dt = dt.astimezone(UTC)
-        except OverflowError:
-            raise ValueError("is out of range in UTC") from None
-    if dt.microsecond % 1000:
-        dt = dt.replace(microsecond=dt.microsecond // 1000 * 1000)
-    return dt
-
-
-def _sent_at_from(value: object) -> datetime:
-    # Only ISO 8601 strings (and datetimes, for envelopes built in Python): pydantic would also
-    # take numbers as Unix time in seconds or milliseconds, a guess we would rather not make.
-    if isinstance(value, str):
-        if len(value) > _MAX_TIMESTAMP_LENGTH:
-            raise _field_error(f"is {len(value)} characters, too long for a date-time")
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            raise _field_error(f"is not an ISO 8601 date-time: {_preview(value)}") from None
-    elif not isinstance(value, datetime):
-        raise _field_error(f"must be an ISO 8601 date-time string, not {_kind(value)}")
-    try:
-        return _as_utc(value)
-    except ValueError as exc:
-        raise _field_error(str(exc)) from None
 
 
 # --- models ---------------------------------------------------------------------------------
@@ -373,98 +325,6 @@ def _check_text_length(envelope: Envelope, limit: int) -> None:
         text = envelope.__pydantic_extra__.get("text")
     if isinstance(text, str) and len(text) > limit:
         raise EnvelopeError(f"'text' is {len(text)} characters; the limit is {limit}")
-
-
-# --- error messages -------------------------------------------------------------------------
-
-_EXPECTED = {
-    "string_type": "a string",
-    "bool_type": "true or false",
-    "int_type": "an integer",
-    "float_type": "a number",
-    "dict_type": "an object",
-    "list_type": "an array",
-    "model_type": "an object",
-    "model_attributes_type": "an object",
-}
-
-
-def _field_error(reason: str) -> PydanticCustomError:
-    # The reason goes into the context, not the template, so braces in a quoted value are safe.
-    return PydanticCustomError("envelope_field", "{reason}", {"reason": reason})
-
-
-def _not_an_object(value: object) -> EnvelopeError:
-    return EnvelopeError(f"not a JSON object (got {_kind(value)})")
-
-
-def _reason(exc: ValidationError) -> str:
-    """The first problem in ``exc`` as one short line, e.g. "missing field 'senderId'"."""
-    # default_factory_not_called only echoes an earlier error (user_id waits for sender_id).
-    errors = [e for e in exc.errors(include_url=False)
-              if e["type"] != "default_factory_not_called"]
-    if not errors:
-        return _truncate(str(exc))
-    reason = _describe(errors[0])
-    if len(errors) > 1:
-        reason += f" (and {len(errors) - 1} more)"
-    return _truncate(reason)
-
-
-def _describe(error: ErrorDetails) -> str:
-    kind, value, ctx = error["type"], error["input"], error.get("ctx") or {}
-    field = ".".join(str(part) for part in error["loc"])
-    if kind == "missing":
-        return f"missing field '{field}'"
-    if kind == "invalid_key":
-        return f"field names must be strings, not {_kind(value)}"
-    if kind == "envelope_field":
-        return f"'{field}' {error['msg']}"
-    if kind == "string_too_long" and isinstance(value, str):
-        return f"'{field}' is {len(value)} characters; the limit is {ctx['max_length']}"
-    if kind == "string_too_short" and ctx.get("min_length") == 1:
-        return f"'{field}' must not be empty"
-    if kind == "literal_error":
-        return f"'{field}' must be {ctx['expected']}, not {_preview(value)}"
-    if kind in _EXPECTED:
-        return f"'{field}' must be {_EXPECTED[kind]}, not {_kind(value)}"
-    where = f"'{field}': " if field else ""
-    return f"{where}{error['msg']} (got {_preview(value)})"
-
-
-def _kind(value: object) -> str:
-    """What a value is, in JSON's words."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list | tuple):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return f"a {type(value).__name__} object"
-
-
-def _preview(value: object) -> str:
-    """A short repr: hostile values must not flood the logs."""
-    if isinstance(value, str):
-        if len(value) <= _PREVIEW_LENGTH:
-            return repr(value)
-        return f"{value[:_PREVIEW_LENGTH]!r}... ({len(value)} characters)"
-    if isinstance(value, bool | float) or value is None:
-        return repr(value)
-    # repr() of an int beyond 4300 digits raises ValueError, and long ones flood the logs.
-    if isinstance(value, int) and value.bit_length() <= 64:
-        return repr(value)
-    return _kind(value)
-
-
-def _truncate(text: str) -> str:
-    return text if len(text) <= _MAX_REASON_LENGTH else text[:_MAX_REASON_LENGTH] + "..."
 
 
 # --- building -------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from botkit.protocol.types import ClientInfo, HistoryResult, PresenceStats, Stre
 from botkit.redact import safe_url
 from botkit.serverapi import replies
 from botkit.serverapi.presence import PresenceCoalescer
-from botkit.serverapi.publisher import OrderedPublisher
+from botkit.serverapi.publisher import OrderedPublisher, send_publishes
 from botkit.serverapi.replies import TEMPORARY_CODES, PublishResult
 from botkit.serverapi.stats import ApiStats
 from botkit.serverapi.transport import Parse, Transport
@@ -215,17 +215,8 @@ class ServerApi:
         when it is an :class:`ApiUnavailableError` or :class:`ApiMalformedReplyError`. Not
         ordered with :meth:`publish`."""
         self._check_open()
-        if len(params) == 1:
-            self.stats.publish_requests += 1
-            return [await self._transport.call("publish", params[0], replies.publish_result,
-                                               retries=0)]
-        self.stats.publish_batches += 1
-        self.stats.batched_publishes += len(params)
-        body = b'{"commands":[' + b",".join(
-            b'{"publish":' + item + b"}" for item in params) + b"]}"
         outcomes: list[PublishResult | ApiError] = []
-        outcomes += await self._transport.call(
-            "batch", body, partial(replies.publish_outcomes, expected=len(params)), retries=0)
+        outcomes += await send_publishes(self._transport, params, retries=0)
         return outcomes
 
     def _new_key(self) -> str:

@@ -18,7 +18,7 @@ import asyncio
 import itertools
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -26,7 +26,7 @@ from botkit.errors import ApiError, ApiMalformedReplyError, ApiReplyError, ApiUn
 from botkit.serverapi.replies import PublishResult, publish_outcomes, publish_result
 from botkit.serverapi.transport import Transport, copy_error, gave_up
 
-__all__ = ["OrderedPublisher"]
+__all__ = ["OrderedPublisher", "send_publishes"]
 
 log = logging.getLogger("botkit.serverapi")
 
@@ -161,35 +161,15 @@ class OrderedPublisher:
             self._slots.release()
 
     async def _send(self, items: list[_Pending]) -> None:
-        if len(items) > 1:
-            await self._send_batch(items)
-        elif items:
-            await self._send_one(items[0])
-
-    async def _send_one(self, item: _Pending) -> None:
-        self._stats.publish_requests += 1
-        try:
-            result = await self._transport.call("publish", item.params, publish_result)
-        except ApiError as exc:
-            _fail(item, exc)
-        else:
-            _resolve(item, result)
-
-    async def _send_batch(self, items: list[_Pending]) -> None:
+        # One publish or a batch (see send_publishes); a lone publish's error is raised by
+        # the transport after its retries, a batch's are settled one by one.
         todo = items
         for attempt in itertools.count():
-            self._stats.publish_batches += 1
-            self._stats.batched_publishes += len(todo)
-            # Sequential batch: the server applies the commands in order, keeping each
-            # channel's order. The params were encoded once, by ServerApi.publish().
-            body = b'{"commands":[' + b",".join(
-                b'{"publish":' + item.params + b"}" for item in todo) + b"]}"
             try:
-                outcomes = await self._transport.call(
-                    "batch", body, partial(publish_outcomes, expected=len(todo)))
+                outcomes = await send_publishes(self._transport, [item.params for item in todo])
             except ApiError as exc:
                 for item in todo:
-                    _fail(item, copy_error(exc))
+                    _fail(item, exc if len(todo) == 1 else copy_error(exc))
                 return
             todo = self._settle(todo, outcomes, may_retry=attempt < self._transport.retries)
             if not todo:
@@ -214,6 +194,23 @@ class OrderedPublisher:
                 return items[index:]
             _fail(item, gave_up("publish", outcome) if outcome.temporary else outcome)
         return []
+
+
+async def send_publishes(transport: Transport, params: Sequence[bytes], *,
+                         retries: int | None = None) -> list[PublishResult | ApiReplyError]:
+    """One request carrying the encoded publishes ``params`` (``ServerApi.encode_publish``):
+    ``publish`` for one, a sequential ``batch`` for several (the server applies its commands in
+    order, keeping each channel's order), counted in the transport's stats. An outcome per
+    publish, in order; a failure of the whole request (or of a lone publish) is raised."""
+    stats = transport.stats
+    if len(params) == 1:
+        stats.publish_requests += 1
+        return [await transport.call("publish", params[0], publish_result, retries=retries)]
+    stats.publish_batches += 1
+    stats.batched_publishes += len(params)
+    body = b'{"commands":[' + b",".join(b'{"publish":' + item + b"}" for item in params) + b"]}"
+    return await transport.call("batch", body, partial(publish_outcomes, expected=len(params)),
+                                retries=retries)
 
 
 def _resolve(item: _Pending, result: PublishResult) -> None:

@@ -3,7 +3,8 @@ the replay server sends, read by botkit's protocol, then handed to a real runner
 validation, dispatch to a no-op handler, cursor), one process, no network. For profiling the
 read path; the figures of record are S1's.
 
-Run: ``python -m bench.stages [--count N] [--reps R] [--profile protocol|lane]``.
+Run: ``python -m bench.stages [--count N] [--reps R] [--profile protocol|lane|firehose]``
+(``firehose``: S1's botkit worker whole, socket included, against the replay server).
 
 Stages (µs per message, best of ``reps``):
 
@@ -123,12 +124,31 @@ async def _stages(count: int, reps: int, profile: str | None) -> dict[str, float
     return best
 
 
+def profile_firehose(count: int) -> None:
+    """S1's botkit side whole (socket included) under cProfile, against the replay server,
+    in this process (unpinned)."""
+    from bench.firehose import botkit_firehose
+    from bench.run import Bench
+
+    bench = Bench(quick=True, reps=1)
+    with bench.replay(count) as (ws_url, api_url):
+        profiler = cProfile.Profile()
+        profiler.enable()
+        out = asyncio.run(botkit_firehose(ws_url, api_url, count, 60.0))
+        profiler.disable()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
+    print({key: out[key] for key in ("rate", "cpu_us_per_msg", "handled", "completed")})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=50_000)
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--profile", choices=["protocol", "lane"])
+    parser.add_argument("--profile", choices=["protocol", "lane", "firehose"])
     args = parser.parse_args()
+    if args.profile == "firehose":
+        profile_firehose(args.count)
+        return
     best = asyncio.run(_stages(args.count, args.reps, args.profile))
     print("  ".join(f"{stage} {value:.2f} µs" for stage, value in best.items()))
 

@@ -152,7 +152,7 @@ class HandlerCalls:
             elapsed = perf_counter() - started
             if run is not None:
                 elapsed -= run.parked_seconds  # waiting for an answer is not the handler's
-            timing = self.stats.handler_seconds[invocation.route.name]
+            timing = self.stats.handler_seconds[route.signature.name]
             timing.counts[bisect_left(BUCKETS, elapsed)] += 1
             timing.total += elapsed
 

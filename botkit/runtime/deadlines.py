@@ -32,6 +32,7 @@ except ImportError:  # Python 3.11
 _CURRENT_TASKS: dict[Any, asyncio.Task[Any]] | None = (
     getattr(asyncio.tasks, "_current_tasks", None) if _current_task_c is None else None)
 _current_task = _current_task_c if _current_task_c is not None else asyncio.current_task
+_new_scope = object.__new__
 
 
 class DeadlineScope:
@@ -95,7 +96,14 @@ class Deadlines:
                 else _current_task(loop))
         if task is None:
             raise RuntimeError("a deadline scope needs a running task")
-        return DeadlineScope(self, task, loop.time() + self.seconds)
+        # DeadlineScope(self, task, when) without its __init__'s frame (one per handler call).
+        scope = _new_scope(DeadlineScope)
+        scope._owner = self
+        scope.task = task
+        scope.when = loop.time() + self.seconds
+        scope.expired = False
+        scope._cancelling = 0
+        return scope
 
     def _add(self, scope: DeadlineScope) -> None:
         self._active[scope] = None

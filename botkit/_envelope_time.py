@@ -55,6 +55,8 @@ def sent_at_from(value: object) -> datetime:
             value = datetime.fromisoformat(value)
         except ValueError:
             raise field_error(f"is not an ISO 8601 date-time: {preview(value)}") from None
+        if value.tzinfo is UTC and not value.microsecond % 1000:
+            return value  # what the wire carries, and what as_utc() would return as it is
     elif not isinstance(value, datetime):
         raise field_error(f"must be an ISO 8601 date-time string, not {kind(value)}")
     try:

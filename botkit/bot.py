@@ -94,6 +94,16 @@ class Route:
     """Checks, cooldown and concurrency limit (botkit/guards.py), if any."""
     asks: bool = False
     """Runs in a task of its own, so that it may park on ``ctx.ask`` (conversations.py)."""
+    plain: Invocation = field(init=False, repr=False, compare=False)
+    """The call of this route with no match and no command line: one for every envelope
+    (an Invocation is immutable), rather than one made per envelope."""
+    open_filters: bool = field(init=False, repr=False, compare=False)
+    """No room and no sender filter: every envelope passes."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plain", Invocation(self))
+        object.__setattr__(self, "open_filters",
+                           self.filters.rooms is None and self.filters.senders is None)
 
     @property
     def name(self) -> str:
@@ -109,12 +119,14 @@ class Invocation:
     command_line: CommandLine | None = None
 
     async def __call__(self, ctx: Context) -> None:
+        # HandlerCalls.call inlines this for an async handler without command arguments,
+        # with the same steps (bench/ S1): keep the two alike.
         route = self.route
         rest = self.command_line.rest if self.command_line is not None else None
         try:
             arguments = route.signature.bind(ctx, ctx.event, self.match, rest)
         except ArgumentError as exc:
-            await self._usage(ctx, str(exc))
+            await self.usage(ctx, str(exc))
             return
         try:
             if route.signature.is_async:
@@ -123,12 +135,14 @@ class Invocation:
                 # Plain functions may block: they run in a worker thread, off the event loop.
                 result = await asyncio.to_thread(route.fn, *arguments)
         except UsageError as exc:
-            await self._usage(ctx, str(exc))
+            await self.usage(ctx, str(exc))
             return
         if isinstance(result, str) and result:
             await ctx.reply(result)
 
-    async def _usage(self, ctx: Context, reason: str) -> None:
+    async def usage(self, ctx: Context, reason: str) -> None:
+        """Answer with the command's usage line (a handler raised UsageError, or its
+        arguments did not fit); PluginError for a handler that is not a command."""
         command = self.route.command
         if command is None:
             raise PluginError(f"{self.route.name} raised UsageError but is not a command")
@@ -380,12 +394,12 @@ class Bot:
         command = self._commands.get(command_line.name) if command_line else None
         invocations: list[Invocation] = []
         for route in self.routes:
-            if not route.filters.accept(room_id, sender):
+            if not route.open_filters and not route.filters.accept(room_id, sender):
                 continue
             if route.kind is RouteKind.EVENT:
                 if route.event_type == "*" or (command is None
                                                and route.event_type == envelope.type):
-                    invocations.append(Invocation(route))
+                    invocations.append(route.plain)
             elif route.kind is RouteKind.COMMAND:
                 if route is command:
                     invocations.append(Invocation(route, command_line=command_line))

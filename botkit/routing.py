@@ -14,7 +14,7 @@ import re
 import types
 import typing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Union
 
 from botkit.envelope import Envelope
@@ -83,11 +83,24 @@ class CommandLine:
     rest: str
 
 
+_PICKS = {ParamKind.CONTEXT: 0, ParamKind.EVENT: 1, ParamKind.MATCH: 2}
+_CTX_EVENT = (0, 1)  # the usual handler, (ctx, event): bound without a loop
+
+
 @dataclass(frozen=True, slots=True)
 class HandlerSignature:
     name: str
     is_async: bool
     params: tuple[Param, ...]
+    _picks: tuple[int, ...] | None = field(init=False, repr=False, compare=False)
+    """Without command arguments: which of (ctx, event, match) each parameter receives, read
+    once here rather than per call (bench/ S1)."""
+
+    def __post_init__(self) -> None:
+        kinds = [param.kind for param in self.params]
+        picks = (None if ParamKind.ARGUMENT in kinds
+                 else tuple(_PICKS[kind] for kind in kinds))
+        object.__setattr__(self, "_picks", _CTX_EVENT if picks == _CTX_EVENT else picks)
 
     @property
     def arguments(self) -> tuple[Param, ...]:
@@ -101,6 +114,12 @@ class HandlerSignature:
              rest: str | None = None) -> list[Any]:
         """The positional arguments of one call. Raises ArgumentError when command arguments
         are missing, extra or don't convert."""
+        picks = self._picks
+        if picks is not None and rest is None:
+            if picks is _CTX_EVENT:
+                return [ctx, event]
+            given = (ctx, event, match)
+            return [given[index] for index in picks]
         arguments = _convert_arguments(self.arguments, rest) if rest is not None else {}
         values: list[Any] = []
         for param in self.params:

@@ -15,9 +15,24 @@ task; ``expired`` tells an overrun from a ``TimeoutError`` the handler raised it
 from __future__ import annotations
 
 import asyncio
+from asyncio import get_running_loop
 from types import TracebackType
+from typing import Any
 
 __all__ = ["DeadlineScope", "Deadlines"]
+
+# The running task, read once per handler call. On Python 3.11 asyncio.current_task() is a
+# Python function costing about as much as the rest of a scope (bench/ S1); the dict it reads
+# is asyncio's own, by the running loop. Later Pythons have current_task in C (and may not
+# have the dict).
+try:
+    from _asyncio import current_task as _current_task_c  # type: ignore[attr-defined]
+except ImportError:  # Python 3.11
+    _current_task_c = None
+_CURRENT_TASKS: dict[Any, asyncio.Task[Any]] | None = (
+    getattr(asyncio.tasks, "_current_tasks", None) if _current_task_c is None else None)
+_current_task = _current_task_c if _current_task_c is not None else asyncio.current_task
+_new_scope = object.__new__
 
 
 class DeadlineScope:
@@ -34,7 +49,10 @@ class DeadlineScope:
 
     def __enter__(self) -> DeadlineScope:
         self._cancelling = self.task.cancelling()
-        self._owner._add(self)
+        owner = self._owner
+        owner._active[self] = None  # Deadlines._add inline: one call less per handler call
+        if owner._timer is None:
+            owner._timer = self.task.get_loop().call_at(self.when, owner._fire)
         return self
 
     def suspend(self) -> None:
@@ -73,10 +91,19 @@ class Deadlines:
 
     def scope(self) -> DeadlineScope:
         """A scope for the current task, its deadline ``seconds`` from now."""
-        task = asyncio.current_task()
+        loop = get_running_loop()
+        task = (_CURRENT_TASKS.get(loop) if _CURRENT_TASKS is not None
+                else _current_task(loop))
         if task is None:
             raise RuntimeError("a deadline scope needs a running task")
-        return DeadlineScope(self, task, task.get_loop().time() + self.seconds)
+        # DeadlineScope(self, task, when) without its __init__'s frame (one per handler call).
+        scope = _new_scope(DeadlineScope)
+        scope._owner = self
+        scope.task = task
+        scope.when = loop.time() + self.seconds
+        scope.expired = False
+        scope._cancelling = 0
+        return scope
 
     def _add(self, scope: DeadlineScope) -> None:
         self._active[scope] = None

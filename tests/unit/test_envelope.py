@@ -133,6 +133,18 @@ def test_sent_at_is_normalized_to_utc_milliseconds() -> None:
     assert envelope.sent_at.tzinfo is UTC
 
 
+@pytest.mark.parametrize(("sent_at", "microsecond"), [
+    ("2026-03-24T12:00:00.123Z", 123000),
+    ("2026-03-24T12:00:00.123456Z", 123000),  # already UTC, still cut to milliseconds
+    ("2026-03-24T12:00:00.999999+00:00", 999000),
+    ("2026-03-24T12:00:00-00:00", 0),
+])
+def test_utc_sent_at_is_cut_to_milliseconds(sent_at: str, microsecond: int) -> None:
+    envelope = parse_envelope(seed(sentAt=sent_at))
+    assert envelope.sent_at == datetime(2026, 3, 24, 12, 0, 0, microsecond, tzinfo=UTC)
+    assert envelope.sent_at.tzinfo is UTC
+
+
 def test_envelopes_are_frozen() -> None:
     envelope = parse_envelope(SEED)
     assert isinstance(envelope, ChatMessage)

@@ -19,8 +19,11 @@ from typing import Any
 
 import pytest
 
+from botkit import Bot
+from botkit.context import BotServices
 from botkit.dev.localserver import LocalCentrifugo
 from botkit.envelope import chat_message, envelope_to_dict
+from botkit.runtime.outbox import Outboxes, RoomLimits
 from botkit.serverapi.client import ServerApi
 from botkit.tokens import chat_channel
 from tests.plugins import outbox as plugin
@@ -105,6 +108,45 @@ async def test_a_publish_outage_of_3s_loses_and_reorders_nothing(
         await eventually(lambda: services.replies_sent == 40, "every reply counted as sent")
         assert services.replies_failed == 0
         assert runtime.runners["outbox"].stats.handled == 40
+
+
+async def test_replies_put_in_one_turn_of_the_loop_share_one_request(
+        centrifugo: LocalCentrifugo) -> None:
+    # Three handlers of one read answer in three rooms: one request carries the three
+    # replies (each alone cost a request: bench/ S13), each room's order untouched.
+    project = new_project()
+    rooms = ["room_a", "room_b", "room_c"]
+    async with ServerApi(centrifugo.api_url, centrifugo.api_key) as api, \
+            human(centrifugo, project, "room_c", "user_ann") as ann:
+        outboxes = Outboxes(api)
+        services = BotServices(name="outbox", user_id=BOT_USER, project_id=project,
+                               bot=Bot("outbox"), settings=None, api=api, channels={})
+        outbox = outboxes.for_bot(services, RoomLimits(None, 10, 100, 10.0), None)
+        dispatcher = asyncio.create_task(outboxes.run())
+        stats = api.stats
+
+        def counts() -> tuple[int, int, int]:
+            return stats.publish_requests, stats.publish_batches, stats.batched_publishes
+
+        async def put(room: str, text: str) -> None:
+            await outbox.put(room, chat_channel(project, room), chat_message(
+                room_id=room, sender_id=BOT_USER, text=text), None, essential=True, wait=False)
+
+        try:
+            await put("room_a", "first")  # the dispatcher running, a connection open
+            await eventually(lambda: services.replies_sent == 1, "the first reply sent")
+            before = counts()
+            for n in range(2):
+                for room in rooms:  # nothing here gives the loop a turn
+                    await put(room, f"{room} {n}")
+            await eventually(lambda: services.replies_sent == 7, "the six replies sent")
+            after = counts()
+        finally:
+            outboxes.close()
+            await asyncio.wait_for(dispatcher, 10)
+        assert tuple(b - a for a, b in zip(before, after, strict=True)) == (0, 1, 6)
+        replies = await ann.replies_from(BOT_USER, 2, timeout=10)
+        assert [reply["text"] for reply in replies] == ["room_c 0", "room_c 1"]
 
 
 REFUSED = Fault(forward=False, status=200,

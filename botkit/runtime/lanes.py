@@ -45,6 +45,9 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
 
 
 class Lane(Generic[_T]):
+    __slots__ = ("_drainers", "_getter", "_group", "_handle", "_idles", "_items", "_looked",
+                 "_maxsize", "_putters", "_timer", "_unfinished", "_worker", "name")
+
     def __init__(self, name: str, handle: Callable[[_T], Awaitable[None]], *,
                  maxsize: int) -> None:
         self.name = name

@@ -63,6 +63,9 @@ class _Resync:
         self.done = done
 
 
+# Every bot's connections alike: one (frozen) instance, not a copy per bot (bench/ S4).
+_CLIENT_OPTIONS = ClientOptions(subscription_events=True)
+
 # How long the start waits for every room's first presence check (and so for what catch-up
 # handles before it) before it calls the bot ready anyway.
 _FIRST_RESYNC_WAIT = 10.0
@@ -107,7 +110,7 @@ class BotRunner:
         # the server allows): one to the runner, see shards.py.
         self.client = ShardedClient(
             xshathra.realtime_url, minter.connection, minter.subscription,
-            options=ClientOptions(subscription_events=True),
+            options=_CLIENT_OPTIONS,
             per_connection=self._limits.rooms_per_connection, on_event=self._on_event,
             offer_event=self._offer_event, on_state=self._on_state,
             position_of=self._position_of, on_moved=self._on_moved, name=self.name)

@@ -109,7 +109,7 @@ class ShardedClient:
         self._rng = rng or _JITTER
         self.shards: list[Shard] = []
         self._where: dict[str, Shard] = {}
-        self._placing: set[str] = set()
+        self._placing: dict[str, None] = {}  # a set: an empty set is 216 bytes, a dict 64
         """Channels a :meth:`subscribe_all` is placing: their refusals are its to handle."""
         self._gate = asyncio.Semaphore(OPEN_CONCURRENCY)
         self._watchers: list[asyncio.Future[None]] = []
@@ -226,7 +226,7 @@ class ShardedClient:
         and those the server refuses for its channel limit move on until one holds them."""
         wanted = list(dict.fromkeys(channels))
         fresh = [channel for channel in wanted if channel not in self._where]
-        self._placing.update(fresh)
+        self._placing.update(dict.fromkeys(fresh))
         outcomes: dict[str, BotkitError | None] = {}
         try:
             groups: dict[Shard, list[str]] = {}
@@ -258,7 +258,8 @@ class ShardedClient:
                 outcomes[channel] = SubscriptionError(channel, LIMIT_EXCEEDED,
                                                       "limit exceeded on every connection")
         finally:
-            self._placing.difference_update(fresh)
+            for channel in fresh:
+                self._placing.pop(channel, None)
         return outcomes
 
     async def unsubscribe(self, channel: str) -> None:

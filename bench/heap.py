@@ -40,6 +40,30 @@ def _owner(trace: tracemalloc.Trace) -> tuple[str, str]:
     return "(no botkit frame)", where
 
 
+_ASYNCIO = ("tasks.py", "base_events.py", "taskgroups.py", "_weakrefset.py", "locks.py",
+            "events.py", "futures.py", "coroutines.py")
+
+
+def _area(owner: str, where: str) -> str:
+    """A coarse "what holds it" for the table in bench/RESULTS.md."""
+    inner = where.split(":")[0]
+    if owner.startswith("botkit/config/"):
+        return "configuration (models, source map)"
+    if owner.startswith("botkit/tokens.py"):
+        return "tokens (the minted JWTs, kept for reuse)"
+    if inner in _ASYNCIO:
+        return "asyncio: tasks, futures, events, handles"
+    if owner.startswith("botkit/realtime/websocket.py") or inner.startswith("selector_events"):
+        return "socket and WebSocket (websockets' protocol, buffers)"
+    if owner.startswith(("botkit/realtime/", "botkit/protocol/")):
+        return "realtime client (protocol state, subscriptions, coroutine frames)"
+    if owner.startswith("botkit/runtime/lanes.py"):
+        return "lanes"
+    if owner.startswith("botkit/"):
+        return "runtime objects (runner, core, presence, positions, frames)"
+    return "other (the loop's own)"
+
+
 def _census() -> Counter[str]:
     return Counter(type(o).__qualname__ for o in gc.get_objects())
 
@@ -102,6 +126,12 @@ def heap(side: str, count: int, top: int) -> None:
     by_owner = Counter[str]()
     for (owner, _), size in diff.items():
         by_owner[owner] += size
+    areas = Counter[str]()
+    for (owner, where), size in diff.items():
+        areas[_area(owner, where)] += size
+    print("\nper bot, by what holds it (bytes):")
+    for area, size in areas.most_common():
+        print(f"{size / count:8.0f}  {area}")
     print("\nper bot, by the innermost frame of botkit's code (bytes):")
     for owner, size in by_owner.most_common(top):
         if size / count < 16:

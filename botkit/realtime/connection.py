@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from websockets.exceptions import InvalidState
 
@@ -206,6 +207,12 @@ class Connection:
         counters, drops = link.counters, protocol.drops
         clock = asyncio.get_running_loop().time
         receive, receive_message = self._ws.receive, protocol.receive
+        # Cleared after each batch: waiting for the next, an idle connection would otherwise
+        # keep its last messages, their decoded JSON and events (~0.7 KiB; bench/ S4).
+        batch: list[str | bytes] | None
+        message: Any
+        events: Any
+        event: Any
         while batch := await receive():
             now = clock()
             for message in batch:
@@ -231,6 +238,7 @@ class Connection:
                     else:
                         await self._dispatch(event, cost)
                     now = clock()  # the wait may have been long: liveness counts from now
+            batch = message = events = event = None
         self._end_by_peer()
 
     def _end_by_peer(self) -> None:

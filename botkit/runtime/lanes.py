@@ -8,9 +8,12 @@ message.
 
 The worker lives while there is work: the first item of an idle lane starts it (in the task
 group given to :meth:`Lane.start`, which owns it), and it ends once the lane has been empty for
-:data:`LINGER` to twice that, letting go of its task, its wait and the lane's deque. Hundreds of
-idle rooms then hold no task each (bench/ S4), while a busy lane keeps one worker (and one timer
-that looks at it every :data:`LINGER` seconds), however many messages it takes.
+a while, letting go of its task, its wait and the lane's deque. Hundreds of idle rooms then hold
+no task each (bench/ S4), while a busy lane keeps one worker (and one timer that looks at it
+every :data:`LINGER` seconds), however many messages it takes. A worker that had one or two
+bursts of work (a start-up resync, an occasional message) ends after :data:`LINGER` to twice
+that; one that had more (a room that talks) after :data:`BUSY_LOOKS` quiet looks in a row, so
+that a room with a message every second or two does not start a task for each (bench/ S13).
 
 The queue is a deque with the few waits a lane needs (its worker for an item, producers for
 room, ``drain`` for the end of the work), not an ``asyncio.Queue``: that one made five calls
@@ -25,13 +28,16 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["LINGER", "Lane"]
+__all__ = ["BUSY_LOOKS", "LINGER", "Lane"]
 
 _T = TypeVar("_T")
 
 LINGER = 0.3
 """Seconds between two looks at a lane's worker: one found waiting for an item at two looks in a
-row (so idle for LINGER to 2 x LINGER) ends."""
+row (so idle for LINGER to 2 x LINGER) ends, if it had at most two bursts of work."""
+BUSY_LOOKS = 6
+"""Looks in a row that must find a worker with more bursts behind it waiting (idle for about
+BUSY_LOOKS x LINGER seconds) before it ends."""
 
 
 _NONE: Any = ()
@@ -45,8 +51,9 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
 
 
 class Lane(Generic[_T]):
-    __slots__ = ("_drainers", "_getter", "_group", "_handle", "_idles", "_items", "_looked",
-                 "_maxsize", "_putters", "_timer", "_unfinished", "_worker", "name")
+    __slots__ = ("_born", "_drainers", "_getter", "_group", "_handle", "_idles", "_items",
+                 "_looked", "_maxsize", "_putters", "_quiet", "_timer", "_unfinished", "_worker",
+                 "name")
 
     def __init__(self, name: str, handle: Callable[[_T], Awaitable[None]], *,
                  maxsize: int) -> None:
@@ -64,6 +71,8 @@ class Lane(Generic[_T]):
         self._timer: asyncio.TimerHandle | None = None  # the look at the worker (see LINGER)
         self._idles = 0  # how often the worker began waiting for an item
         self._looked = -1  # _idles at the last look
+        self._born = 0  # _idles when the worker started
+        self._quiet = 0  # looks in a row that found the worker waiting since the last one
 
     def start(self, group: asyncio.TaskGroup) -> None:
         """Let the lane run its worker in ``group`` (from now on, whenever it has work)."""
@@ -117,18 +126,25 @@ class Lane(Generic[_T]):
         except RuntimeError:
             return  # the group is shutting down (the bot is failing): nothing more is handled
         self._looked = -1
+        self._born = self._idles
+        self._quiet = 0
         self._timer = self._worker.get_loop().call_later(LINGER, self._look)
 
     def _look(self) -> None:
-        """Every LINGER seconds while the worker lives: end it if it has been waiting for an
-        item since the last look."""
+        """Every LINGER seconds while the worker lives: end it once it has been waiting for
+        an item long enough (see the module's docstring)."""
         self._timer = None
         worker = self._worker
         if worker is None or worker.done():
             return
         getter = self._getter
         if getter is not None and self._idles == self._looked:
-            _wake(getter)  # it finds the lane empty and ends (see _idle)
+            self._quiet += 1
+            # Bursts of work this worker had: each began with a wait that an item ended.
+            if self._quiet >= (1 if self._idles - self._born <= 2 else BUSY_LOOKS):
+                _wake(getter)  # it finds the lane empty and ends (see _idle)
+        else:
+            self._quiet = 0
         self._looked = self._idles
         self._timer = worker.get_loop().call_later(LINGER, self._look)
 

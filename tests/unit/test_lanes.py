@@ -348,3 +348,34 @@ async def test_items_queued_before_start_are_handled_once_started() -> None:
         assert await lane.drain(1.0)
         await lane.stop()
     assert handled == [1, 2]
+
+
+async def test_a_worker_that_had_several_bursts_lingers_longer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A room that talks every second or two must not start a task per message (bench/ S13):
+    # after more than two bursts the worker waits BUSY_LOOKS looks before it ends.
+    from botkit.runtime import lanes
+
+    monkeypatch.setattr(lanes, "LINGER", 0.02)
+    monkeypatch.setattr(lanes, "BUSY_LOOKS", 50)  # about a second
+    handled: list[int] = []
+
+    async def handle(item: int) -> None:
+        handled.append(item)
+
+    lane: Lane[int] = Lane("bot/talks", handle, maxsize=5)
+    async with asyncio.TaskGroup() as group:
+        lane.start(group)
+        for n in range(3):  # three bursts, each handled before the next comes
+            lane.offer(n)
+            assert await lane.drain(1.0)
+            await asyncio.sleep(0)
+        worker = lane._worker
+        assert worker is not None
+        await asyncio.sleep(0.15)  # several looks: a worker of one or two bursts had ended
+        assert lane._worker is worker
+        await asyncio.wait([worker], timeout=5)  # it does end, about a second later
+        assert worker.done()
+        assert not lane.working
+        await lane.stop()
+    assert handled == [0, 1, 2]

@@ -63,6 +63,7 @@ def parse_config(text: str, *, source: str = "<string>",
     except ValidationError as exc:
         raise translate(exc.errors(), source_map, BotsConfig) from without_inputs(
             exc, source_map, BotsConfig)
+    source_map.pack()
     config._source = source_map
     return config
 

@@ -8,9 +8,10 @@ duplicate keys are caught: the constructor silently keeps the last one, which hi
 
 from __future__ import annotations
 
+import json
 import re
+from array import array
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -46,18 +47,47 @@ def format_loc(loc: Sequence[str | int]) -> str:
     return text
 
 
-@dataclass(frozen=True, slots=True)
 class SourceMap:
     """Where each value of a config came from: the file, and the line of every field path.
 
     ``hidden`` holds the paths whose values came from the environment or a ``*_file``: such values
     may be secrets, so error messages must not quote them. The loader fills both while loading;
-    afterwards the map is only read.
+    afterwards the map is only read, and :meth:`pack` keeps the lines in a compact form until
+    an error needs them (a tuple and a dict entry per path cost ~1.5 KiB per bot in memory for
+    the process's life, for messages most runs never print; bench/ S4).
     """
 
-    path: str
-    lines: dict[Loc, int] = field(default_factory=dict)
-    hidden: set[Loc] = field(default_factory=set)
+    __slots__ = ("_lines", "_packed", "hidden", "path")
+
+    def __init__(self, path: str, lines: dict[Loc, int] | None = None,
+                 hidden: set[Loc] | None = None) -> None:
+        self.path = path
+        self._lines: dict[Loc, int] | None = lines if lines is not None else {}
+        self._packed: tuple[str, array[int]] | None = None
+        self.hidden: set[Loc] = hidden if hidden is not None else set()
+
+    def __repr__(self) -> str:
+        return f"SourceMap({self.path!r})"
+
+    @property
+    def lines(self) -> dict[Loc, int]:
+        lines = self._lines
+        if lines is None:
+            assert self._packed is not None
+            paths, numbers = self._packed
+            lines = self._lines = {tuple(loc): line
+                                   for loc, line in zip(json.loads(paths), numbers, strict=True)}
+            self._packed = None
+        return lines
+
+    def pack(self) -> None:
+        """Hold the lines as one JSON text of the paths and an array of the line numbers (the
+        first read of :attr:`lines` unpacks them)."""
+        lines = self._lines
+        if lines:
+            self._packed = (json.dumps([list(loc) for loc in lines], separators=(",", ":")),
+                            array("I", lines.values()))
+            self._lines = None
 
     def line_of(self, loc: Sequence[str | int]) -> int | None:
         """The line of ``loc``, or of its nearest parent that was written in the file."""

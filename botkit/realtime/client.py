@@ -137,6 +137,12 @@ class RealtimeClient:
         return self._delivery
 
     @property
+    def ended(self) -> Flag:
+        """Set once the client has ended, however (:meth:`wait_closed` says why): for waiting
+        on it together with other flags (``flag.wait_any``), with no task."""
+        return self._ended
+
+    @property
     def terminal_error(self) -> BotkitError | None:
         return self._terminal
 

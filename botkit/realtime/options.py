@@ -44,9 +44,17 @@ class ClientOptions:
     least a fixed minimum per event) may wait for a busy consumer while the reader reads on."""
 
     def timer_policy(self) -> TimerPolicy:
-        return TimerPolicy(connect_timeout=self.connect_timeout,
-                           command_timeout=self.command_timeout, ping_grace=self.ping_grace,
-                           refresh_margin=self.refresh_margin)
+        # One (frozen) policy for all the clients with the same timings, not one each.
+        key = (self.connect_timeout, self.command_timeout, self.ping_grace, self.refresh_margin)
+        policy = _POLICIES.get(key)
+        if policy is None:
+            policy = _POLICIES[key] = TimerPolicy(
+                connect_timeout=self.connect_timeout, command_timeout=self.command_timeout,
+                ping_grace=self.ping_grace, refresh_margin=self.refresh_margin)
+        return policy
+
+
+_POLICIES: dict[tuple[float, float, float, float], TimerPolicy] = {}
 
 
 async def mint(provider: Callable[..., str | Awaitable[str]], *args: str) -> str:

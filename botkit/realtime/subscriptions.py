@@ -57,7 +57,8 @@ class Subscriptions:
         self._clock = clock
         self._wanted: dict[str, _Wanted] = {}
         self._in_flight: dict[int, str] = {}  # subscribe command id → channel, this socket
-        self._waiting: set[str] = set()  # channels in their retry delay
+        # Channels in their retry delay; None while none is (an empty set is 216 bytes).
+        self._waiting: set[str] | None = None
 
     def __contains__(self, channel: str) -> bool:
         return channel in self._wanted
@@ -73,13 +74,14 @@ class Subscriptions:
 
     def unwant(self, channel: str, error: BotkitError) -> None:
         wanted = self._wanted.pop(channel, None)
-        self._waiting.discard(channel)
+        if self._waiting is not None:
+            self._waiting.discard(channel)
         if wanted is not None:
             _settle_future(wanted.first_result, error)
 
     def connection_lost(self) -> None:
         self._in_flight.clear()
-        self._waiting.clear()  # the next connection subscribes every wanted channel anyway
+        self._waiting = None  # the next connection subscribes every wanted channel anyway
 
     def fail_all(self, error: BotkitError) -> None:
         for wanted in self._wanted.values():
@@ -91,7 +93,9 @@ class Subscriptions:
         """Queue a subscribe for each wanted channel (of ``channels``, default all) that is not
         subscribed, on its way or waiting to retry. Returns the command ids queued."""
         subscribed = self._protocol.subscriptions
-        busy = set(self._in_flight.values()) | self._waiting
+        busy = set(self._in_flight.values())
+        if self._waiting:
+            busy |= self._waiting
         todo = [channel for channel in (self._wanted if channels is None else channels)
                 if channel in self._wanted and channel not in busy
                 and not ((sub := subscribed.get(channel)) is not None and sub.subscribed)]
@@ -120,11 +124,14 @@ class Subscriptions:
         delay = self._options.min_reconnect_delay + self._options.backoff.delay(
             wanted.attempts, self._rng.random())
         wanted.attempts += 1
+        if self._waiting is None:
+            self._waiting = set()
         self._waiting.add(wanted.channel)
         self._protocol.timers.resubscribe_at(wanted.channel, self._clock() + delay)
 
     def retry_due(self, channels: Iterable[str]) -> None:
-        self._waiting.difference_update(channels)
+        if self._waiting is not None:
+            self._waiting.difference_update(channels)
 
     def timed_out(self, channels: Iterable[str]) -> None:
         for channel in channels:

@@ -21,7 +21,7 @@ from typing import cast
 from websockets.client import ClientProtocol
 from websockets.frames import Close, CloseCode, Frame, Opcode
 from websockets.http11 import Response
-from websockets.protocol import State
+from websockets.protocol import Protocol, State
 from websockets.uri import parse_uri
 
 __all__ = ["INBOX_BYTES", "WebSocket", "open_websocket"]
@@ -175,12 +175,26 @@ class WebSocket(asyncio.Protocol):
             return
         self._slow(self._take(end + 4))
         if self._ws.state is State.OPEN:
+            self._forget_handshake()
             self._mode = _FAST
             self._scan(buf)
         else:  # refused (its body may follow), or not a WebSocket: websockets' to judge
             self._mode = _SLOW
             if buf:
                 self._slow(self._take(len(buf)))
+
+    def _forget_handshake(self) -> None:
+        """websockets' parser keeps the handshake's response (its headers, ~2 KiB) for the
+        connection's life: a local of the generator that goes on to parse frames. A fresh
+        frame parser takes over instead. It starts where the old one stood, at a frame's first
+        byte with nothing buffered (websockets was given exactly the response's bytes)."""
+        ws = self._ws
+        if ws.reader.buffer or ws.reader.eof:
+            return  # not where a fresh parser would start: keep websockets' own
+        parser = Protocol.parse(ws)
+        next(parser)  # to its first wait for data, as websockets starts its parsers
+        old, ws.parser = ws.parser, parser
+        old.close()
 
     def _take(self, size: int) -> bytes:
         buf = self._buf

@@ -6,8 +6,9 @@ nothing awaited per message). :class:`Positions` writes the cursors that moved, 
 present in each room, to the bot's state store at most once a second and once more at stop, after
 the lanes drained; the SQLite backend does the writing on its own thread. An idle bot costs no
 task and no timer: the first move a lane reports (:meth:`Positions.touch`, one flag test per
-message) starts a writer, which waits out the second, writes everything that moved in it, and
-ends once nothing moves any more.
+message) sets a timer for the second; when it fires a writer task writes everything that moved
+in it and ends (setting the next timer if more moved meanwhile). A bot that moves now and then
+holds a timer, not a sleeping task, between writes.
 
 At the next start each room is subscribed from its stored position, so what was published
 meanwhile is handled first (see catchup.py). A crash replays at most the last unflushed second;
@@ -92,8 +93,8 @@ class Positions:
     """One bot's cursors and their rows in the state store."""
 
     __slots__ = ("_bot", "_checkpoints", "_closed", "_failing", "_fenced_out", "_presence",
-                 "_saved", "_store", "_writer", "cursors", "fence", "owned", "pending",
-                 "progress")
+                 "_saved", "_store", "_timer", "_writer", "cursors", "fence", "owned",
+                 "pending", "progress")
 
     def __init__(self, store: StateStore | None, bot: str, rooms: list[str],
                  presence: Mapping[str, RoomPresence], *,
@@ -112,6 +113,7 @@ class Positions:
         """A cursor or the presence moved since the last write was scheduled (lanes test it
         before calling :meth:`touch`, so a busy lane pays one attribute read per message)."""
         self._writer: asyncio.Task[None] | None = None  # owned here: aclose() ends it
+        self._timer: asyncio.TimerHandle | None = None  # the next write is due (aclose ends it)
         self._closed = False
         self.owned: set[str] | None = None
         self.progress: Progress | None = None
@@ -124,24 +126,31 @@ class Positions:
     def touch(self) -> None:
         """Something moved: have it written within :data:`FLUSH_INTERVAL`."""
         self.pending = True
-        if self._writer is None and not self._closed:
-            self._writer = asyncio.get_running_loop().create_task(
-                self._write_soon(), name=f"positions {self._bot}")
+        if self._writer is None and self._timer is None and not self._closed:
+            # What moves within the second: one write.
+            self._timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self._due)
 
-    async def _write_soon(self) -> None:
+    def _due(self) -> None:
+        self._timer = None
+        if not self._closed:
+            self._writer = asyncio.get_running_loop().create_task(
+                self._write_due(), name=f"positions {self._bot}")
+
+    async def _write_due(self) -> None:
         try:
-            while True:
-                await asyncio.sleep(FLUSH_INTERVAL)  # what moves within the second: one write
-                self.pending = False  # before the write: a move during it means another
-                await self.flush()
-                if not self.pending:
-                    return
+            self.pending = False  # before the write: a move during it means another
+            await self.flush()
         finally:
             self._writer = None
+        if self.pending:
+            self.touch()
 
     async def aclose(self) -> None:
         """Stop the writer and write what is left (call it once the lanes have stopped)."""
         self._closed = True
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
         writer = self._writer
         if writer is not None:
             writer.cancel()
@@ -226,6 +235,8 @@ class Positions:
         settled = None
         while checkpoints and checkpoints[0][0] <= gone:
             settled = checkpoints.popleft()[1]
+        if not checkpoints:
+            del self._checkpoints[room]  # an empty deque is ~760 bytes a room
         if checkpoints:
             self.touch()  # the rest once its replies are out
         return settled

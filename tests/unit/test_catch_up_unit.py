@@ -327,6 +327,7 @@ async def test_the_writer_starts_when_touched_and_writes_once_per_interval(
             await asyncio.sleep(0.2)
             assert store.writes == 0  # moved, but nobody said so: an idle bot has no task
             positions.touch()
+            assert positions._writer is None  # a timer waits out the interval, not a task
             for offset in range(2, 50):
                 cursor.offset = offset
                 if not positions.pending:
@@ -338,6 +339,7 @@ async def test_the_writer_starts_when_touched_and_writes_once_per_interval(
             await asyncio.sleep(0.2)
             assert store.writes == 1
             assert positions._writer is None  # nothing moved since: the writer ended
+            assert positions._timer is None  # and no timer waits: an idle bot holds neither
             cursor.offset = 50
             positions.touch()
         finally:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from botkit.realtime.flag import Flag
 
 
@@ -39,3 +41,28 @@ async def test_a_set_flag_does_not_wait_and_a_cancelled_waiter_leaves() -> None:
     flag.set()  # idempotent
     async with asyncio.timeout(0.1):
         await flag.wait()
+
+
+async def test_wait_any_returns_on_the_first_flag_set_and_unlinks_its_waiter() -> None:
+    from botkit.realtime.flag import wait_any
+
+    first, second = Flag(), Flag()
+    waiting = asyncio.create_task(wait_any(first, second))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    second.set()
+    async with asyncio.timeout(2):
+        await waiting
+    # Nothing is left linked to the flag that was never set.
+    assert first._waiters is None
+    # A set flag returns at once; a cancelled wait unlinks as well.
+    async with asyncio.timeout(2):
+        await wait_any(first, second)
+    second.clear()
+    cancelled = asyncio.create_task(wait_any(first, second))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert first._waiters is None
+    assert second._waiters is None

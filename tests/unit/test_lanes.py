@@ -266,3 +266,116 @@ async def test_clear_drops_what_is_queued_lets_the_current_item_finish_and_frees
         assert await lane.drain(1.0)
         await lane.stop()
     assert handled == [0, 3]
+
+
+async def test_an_idle_lane_holds_no_worker_and_the_next_item_starts_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Hundreds of idle rooms must not hold a task each (bench/ S4): the worker ends once the
+    # lane has been empty for LINGER to 2 x LINGER, and the next item starts a new one.
+    from botkit.runtime import lanes
+
+    monkeypatch.setattr(lanes, "LINGER", 0.02)
+    handled: list[int] = []
+
+    async def handle(item: int) -> None:
+        handled.append(item)
+
+    lane: Lane[int] = Lane("bot/idle", handle, maxsize=5)
+    async with asyncio.TaskGroup() as group:
+        lane.start(group)
+        assert not lane.working  # nothing queued yet: no worker
+        lane.offer(1)
+        assert lane.working
+        assert await lane.drain(1.0)
+        worker = lane._worker
+        assert worker is not None
+        await asyncio.wait([worker], timeout=2)  # it ends by itself
+        assert worker.done()
+        assert not lane.working
+        assert lane._items == ()  # and its deque went with it
+        assert lane._timer is None
+        lane.push(2)
+        await lane.put(3)
+        assert await lane.drain(1.0)
+        assert lane.working
+        await lane.stop()
+        assert not lane.working
+        lane.offer(4)  # stopped: no new worker; the item stays queued
+        assert not lane.working
+        assert lane.pending == 1
+    assert handled == [1, 2, 3]
+
+
+async def test_a_busy_lane_keeps_one_worker_for_all_its_items(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A firehose must not make a task per message, nor lose the worker between messages that
+    # come faster than LINGER.
+    from botkit.runtime import lanes
+
+    monkeypatch.setattr(lanes, "LINGER", 0.05)
+    handled: list[int] = []
+    workers: set[asyncio.Task[None] | None] = set()
+
+    async def handle(item: int) -> None:
+        workers.add(asyncio.current_task())
+        handled.append(item)
+
+    lane: Lane[int] = Lane("bot/busy", handle, maxsize=100)
+    async with asyncio.TaskGroup() as group:
+        lane.start(group)
+        for n in range(200):
+            lane.offer(n)
+            if n % 10 == 0:
+                await asyncio.sleep(0.005)  # the lane empties between bursts, for < LINGER
+        assert await lane.drain(2.0)
+        await lane.stop()
+    assert handled == list(range(200))
+    assert len(workers) == 1
+
+
+async def test_items_queued_before_start_are_handled_once_started() -> None:
+    handled: list[int] = []
+
+    async def handle(item: int) -> None:
+        handled.append(item)
+
+    lane: Lane[int] = Lane("bot/early", handle, maxsize=5)
+    lane.offer(1)
+    lane.push(2)
+    assert not lane.working
+    async with asyncio.TaskGroup() as group:
+        lane.start(group)
+        assert await lane.drain(1.0)
+        await lane.stop()
+    assert handled == [1, 2]
+
+
+async def test_a_worker_that_had_several_bursts_lingers_longer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A room that talks every second or two must not start a task per message (bench/ S13):
+    # after more than two bursts the worker waits BUSY_LOOKS looks before it ends.
+    from botkit.runtime import lanes
+
+    monkeypatch.setattr(lanes, "LINGER", 0.02)
+    monkeypatch.setattr(lanes, "BUSY_LOOKS", 50)  # about a second
+    handled: list[int] = []
+
+    async def handle(item: int) -> None:
+        handled.append(item)
+
+    lane: Lane[int] = Lane("bot/talks", handle, maxsize=5)
+    async with asyncio.TaskGroup() as group:
+        lane.start(group)
+        for n in range(3):  # three bursts, each handled before the next comes
+            lane.offer(n)
+            assert await lane.drain(1.0)
+            await asyncio.sleep(0)
+        worker = lane._worker
+        assert worker is not None
+        await asyncio.sleep(0.15)  # several looks: a worker of one or two bursts had ended
+        assert lane._worker is worker
+        await asyncio.wait([worker], timeout=5)  # it does end, about a second later
+        assert worker.done()
+        assert not lane.working
+        await lane.stop()
+    assert handled == [0, 1, 2]

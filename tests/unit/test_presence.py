@@ -10,6 +10,10 @@ def conn(user: str, client: str) -> ClientInfo:
     return ClientInfo(user=user, client=client)
 
 
+def _held(room: RoomPresence) -> dict[str, set[str]]:
+    return {user: room.connections(user) for user in room.users()}
+
+
 def test_a_user_joins_with_the_first_connection_and_leaves_with_the_last() -> None:
     room = RoomPresence()
     assert room.join(conn("alice", "c1")) is True
@@ -20,7 +24,7 @@ def test_a_user_joins_with_the_first_connection_and_leaves_with_the_last() -> No
     assert room.users() == {"alice", "bob"}
     assert room.leave(conn("alice", "c2")) is True
     assert room.users() == {"bob"}
-    assert room.clients == {"bob": {"c3"}}
+    assert _held(room) == {"bob": {"c3"}}
 
 
 def test_repeated_and_unknown_pushes_change_nothing() -> None:
@@ -45,7 +49,7 @@ def test_resync_reports_who_came_and_went_meanwhile() -> None:
     assert joined == [conn("carol", "c4")]  # once per user, her first connection
     assert left == ["bob"]
     # alice lost a tab and dan swapped connections: both stayed, neither is reported.
-    assert room.clients == {"alice": {"c2"}, "carol": {"c4", "c5"}, "dan": {"c7"}}
+    assert _held(room) == {"alice": {"c2"}, "carol": {"c4", "c5"}, "dan": {"c7"}}
     # The state now follows the server's: later pushes count from it.
     assert room.leave(conn("alice", "c1")) is False
     assert room.leave(conn("alice", "c2")) is True
@@ -60,3 +64,21 @@ def test_resync_from_and_to_an_empty_room() -> None:
     assert room.resync([conn("alice", "c1")]) == ([], [])
     assert room.resync([]) == ([], ["alice"])
     assert room.users() == set()
+
+
+def test_a_user_back_to_one_connection_still_leaves_with_it() -> None:
+    # One connection is held as its id, several as a set: the way back from a set to one id
+    # must keep counting right.
+    room = RoomPresence()
+    room.join(conn("alice", "c1"))
+    room.join(conn("alice", "c2"))
+    room.join(conn("alice", "c3"))
+    assert room.leave(conn("alice", "c2")) is False
+    assert room.leave(conn("alice", "c1")) is False
+    assert room.connections("alice") == {"c3"}
+    assert room.join(conn("alice", "c3")) is False  # the same connection again
+    assert room.leave(conn("alice", "c9")) is False
+    assert room.leave(conn("alice", "c3")) is True
+    assert room.connections("alice") == set()
+    room.restore(["bob"])
+    assert room.connections("bob") == {"restored"}

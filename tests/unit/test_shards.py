@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
 
 from botkit.errors import SubscriptionError
 from botkit.realtime import ClientEvent, ClientOptions, ConnectionState, ConnectionStateChanged
+from botkit.realtime.flag import Flag
 from botkit.runtime.shardplan import plan
 from botkit.runtime.shards import ShardedClient, _limit_exceeded
 
@@ -110,3 +112,29 @@ def test_only_the_limit_refusal_splits() -> None:
     assert _limit_exceeded(SubscriptionError("chat:p:r", 106, "limit exceeded"))
     assert not _limit_exceeded(SubscriptionError("chat:p:r", 103, "permission denied"))
     assert not _limit_exceeded(None)
+
+
+async def test_wait_closed_hears_of_a_connection_opened_while_it_waits() -> None:
+    # One future linked to every started connection's end (no task per connection, bench/
+    # S4): a connection started after the wait began must end it as well; ``until`` ends it
+    # without an error, and nothing stays linked afterwards.
+    pool = _pool(1)
+    first, second = pool._shard(0), pool._shard(1)
+    pool._started(first)
+    until = Flag()
+    waiting = asyncio.create_task(pool.wait_closed(until=until))
+    await asyncio.sleep(0)
+    pool._started(second)  # opened meanwhile (a room moved, say)
+    second.client.ended.set()  # and it ended (no task ran: nothing to raise)
+    async with asyncio.timeout(2):
+        await waiting
+    assert first.client.ended._waiters is None
+    assert pool._watchers == []
+    # Stopped: ``until`` ends the wait.
+    second.client.ended.clear()
+    waiting = asyncio.create_task(pool.wait_closed(until=until))
+    await asyncio.sleep(0)
+    until.set()
+    async with asyncio.timeout(2):
+        await waiting
+    assert until._waiters is None

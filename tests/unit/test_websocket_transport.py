@@ -11,6 +11,7 @@ import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from websockets.http11 import Response
 
 from botkit.realtime.websocket import INBOX_BYTES, WebSocket, open_websocket
 
@@ -133,6 +134,22 @@ async def test_frames_split_across_segments_and_joined_in_one(serve: Serve) -> N
     ws = await connect(await serve(script))
     got = await receive_all(ws)
     assert got == ["first", "a", "b", "c", long.decode(), huge.decode(), "é€"]
+
+
+async def test_the_handshake_response_is_not_kept_once_open(serve: Serve) -> None:
+    # websockets' parser held the response (its headers) for the connection's life (~2 KiB a
+    # connection, bench/ S4); a fresh frame parser takes over, and frames still parse there.
+    async def script(peer: Peer, response: bytes) -> None:
+        await peer.write(response)
+        await peer.write(frame(b"hel", fin=False) + frame(b"lo", opcode=0), frame(b"after"))
+
+    ws = await connect(await serve(script))
+    parser = ws._ws.parser
+    assert parser.gi_frame is not None
+    assert "response" not in parser.gi_frame.f_locals
+    assert not [value for value in parser.gi_frame.f_locals.values()
+                if isinstance(value, Response)]
+    assert await receive_all(ws) == ["hello", "after"]
 
 
 async def test_a_server_ping_gets_its_pong_and_messages_go_on(serve: Serve) -> None:

@@ -135,24 +135,10 @@ def read_yaml(text: str, path: str) -> tuple[Any, SourceMap]:
     Returns ``(None, source)`` for an empty document. Raises ConfigError for broken YAML,
     duplicate keys and recursive aliases.
     """
-    fast = getattr(yaml, "CSafeLoader", None)
-    if fast is not None:
-        # libyaml's parser when PyYAML has it: the pure-Python one's tokens, marks and nodes
-        # for a whole file are alive at once, and what stays of them after parsing (4 KiB a
-        # bot of a 500-bot file) kept the runtime's memory up for good (bench/ S4). Anything
-        # it refuses is read again by the Python parser, so errors read exactly as before.
-        try:
-            return _read_yaml(text, path, fast)
-        except Exception:  # whatever it is, the Python parser reports it (as before)
-            pass
-    return _read_yaml(text, path, yaml.SafeLoader)
-
-
-def _read_yaml(text: str, path: str, loader_type: Any) -> tuple[Any, SourceMap]:
     source = SourceMap(path)
-    loader: Any = None
+    loader: yaml.SafeLoader | None = None
     try:
-        loader = loader_type(text)
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         if node is None:
             return None, source
@@ -172,7 +158,7 @@ def _read_yaml(text: str, path: str, loader_type: Any) -> tuple[Any, SourceMap]:
 class _Indexer:
     """Walks the node tree: records the line of every path and refuses duplicate keys."""
 
-    def __init__(self, loader: Any, source: SourceMap) -> None:
+    def __init__(self, loader: yaml.SafeLoader, source: SourceMap) -> None:
         self._loader = loader
         self._source = source
         self._errors: list[ConfigError] = []

@@ -76,8 +76,9 @@ class DevConfig(Section):
     @field_validator("blocked_words")
     @classmethod
     def _check_blocked_words(cls, words: list[str]) -> list[str]:
-        # Stored trimmed; matching is case-insensitive (see botkit.dev.hub.backend), so two entries
-        # that differ only in case are one entry written twice: refuse it like any duplicate.
+        # Stored trimmed; matching is case-insensitive (see botkit.dev.hub.moderation), so two
+        # entries that differ only in case are one entry written twice: refuse it like any
+        # duplicate.
         first: dict[str, int] = {}
         cleaned: list[str] = []
         for index, word in enumerate(words):

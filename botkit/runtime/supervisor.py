@@ -34,6 +34,7 @@ from botkit.config import BotConfig, BotsConfig, validate_settings
 from botkit.errors import BotkitError, TerminalDisconnectError
 from botkit.jobs.scheduler import BotScheduler
 from botkit.realtime.flag import Flag, wait_any
+from botkit.runtime.gcpolicy import GcPolicy
 from botkit.runtime.outbox import Outboxes
 from botkit.runtime.plugins import load_configured_plugin
 from botkit.runtime.replicas import Replicas
@@ -119,7 +120,8 @@ class Runtime:
     """A job missed while the daemon was down still runs at start if at most this late."""
     freeze_gc: bool = True
     """Once every bot is ready, exempt what start-up made (modules, models, configuration) from
-    the cyclic GC until the runtime stops (see _freeze_startup_objects)."""
+    the cyclic GC and raise its young-generation threshold until the runtime stops (see
+    _freeze_startup_objects and gcpolicy.py)."""
     restart_delay: float = 30.0
     """Seconds before a bot that stopped on its own starts again; doubled on each failure in a
     row, up to ``max_restart_delay`` (a bot that served that long starts over at this)."""
@@ -232,15 +234,19 @@ class Runtime:
         stop (their job store stays open until they have)."""
         assert self.scheduler is not None
         frozen = False
+        policy = GcPolicy()
         try:
             if await self._all_ready():
                 self.scheduler.start()
                 frozen = self.freeze_gc and _freeze_startup_objects()
+                if self.freeze_gc:
+                    policy.apply()  # a higher young-generation threshold (see gcpolicy.py)
                 self._started.set()
                 await self.stop_event.wait()
         finally:
             if self.replicas is not None:
                 self.replicas.coordinator.stop_taking()  # the bots are about to close
+            policy.restore()
             if frozen:
                 gc.unfreeze()
             try:

@@ -10,11 +10,12 @@ reference counts, which the threshold does not touch; only garbage in reference 
 for a collection, and with a threshold of 10,000 the young generation it can pile up in stays
 small (10,000 objects, a few MiB at most).
 
-So once every bot is ready the runtime sets the young generation's threshold to
-:data:`GEN0_THRESHOLD` (the older generations' are kept), and puts the previous settings back
-when it stops. It leaves the settings alone when the process changed them before (a plugin's or
-a wrapper's own ``gc.set_threshold``, or ``gc.disable()``), or when the environment variable
-``BOTKIT_GC_GEN0`` says otherwise: ``0`` keeps Python's settings, a number is the threshold.
+So once the bots are loaded, before they connect, the runtime sets the young generation's
+threshold to :data:`GEN0_THRESHOLD` (the older generations' are kept), and puts the previous
+settings back when it stops. It leaves the settings alone when the process changed them before
+(a plugin's or a wrapper's own ``gc.set_threshold`` or ``gc.disable()`` at import), or when the
+environment variable ``BOTKIT_GC_GEN0`` says otherwise: ``0`` keeps Python's settings, a number
+is the threshold.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ GEN0_THRESHOLD = 10_000
 ENV = "BOTKIT_GC_GEN0"
 
 _AT_IMPORT = gc.get_threshold()
-"""The settings before any plugin ran: different ones when the bots are ready were chosen."""
+"""The settings before any plugin was loaded: different ones at :meth:`GcPolicy.apply` were
+chosen by the process."""
 
 
 class GcPolicy:

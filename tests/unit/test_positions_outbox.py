@@ -49,7 +49,7 @@ async def test_without_an_outbox_the_cursor_is_written_as_it_is() -> None:
 async def test_a_flush_of_many_rooms_lets_the_loop_run_and_the_last_writes_them_all() -> None:
     rooms = [f"r{index}" for index in range(4 * ROOMS_PER_TURN + 5)]
     async with MemoryStateStore() as store:
-        progress = {room: (0, 0) for room in rooms}
+        progress = dict.fromkeys(rooms, (0, 0))
         positions = Positions(store, "b", rooms, {room: RoomPresence() for room in rooms})
         positions.progress = progress.__getitem__
         await positions.load()

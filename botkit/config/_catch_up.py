@@ -9,20 +9,18 @@ top-level ones, key by key.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import Field, StrictBool
 
 from botkit.config._durations import MaxAge
+from botkit.config._section import Section
 
 __all__ = ["DEFAULT_MAX_AGE", "CatchUpConfig", "resolve_catch_up"]
 
 DEFAULT_MAX_AGE = 600.0
 
 
-class CatchUpConfig(BaseModel):
+class CatchUpConfig(Section):
     """Catch-up after a restart: on (the default) or off, and the oldest envelope handled."""
-
-    # As every section of bots.yaml (see _models._Section, which imports this module).
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     enabled: StrictBool = Field(default=True, description="true or false")
     max_age: MaxAge = Field(default=DEFAULT_MAX_AGE, description="a duration, e.g. 10m")

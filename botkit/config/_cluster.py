@@ -12,9 +12,10 @@ import re
 import socket
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from botkit.config._durations import LeaseTtl
+from botkit.config._section import Section
 
 __all__ = ["DEFAULT_LEASE_TTL", "ClusterConfig", "default_replica_id"]
 
@@ -28,12 +29,9 @@ def default_replica_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class ClusterConfig(BaseModel):
+class ClusterConfig(Section):
     """Where the replicas meet (``redis_url``), how long a dead replica keeps its rooms
     (``lease_ttl``) and this replica's name (``replica_id``)."""
-
-    # As every section of bots.yaml (see _models._Section).
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     redis_url: SecretStr = Field(description="a Redis URL like redis://host:6379/0 "
                                              "(or rediss://, unix://)")

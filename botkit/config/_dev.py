@@ -22,8 +22,6 @@ from __future__ import annotations
 import unicodedata
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     StrictBool,
     StrictInt,
@@ -32,6 +30,7 @@ from pydantic import (
 
 from botkit.config._durations import RateLimitWindow
 from botkit.config._errors import located
+from botkit.config._section import Section
 
 __all__ = [
     "DEFAULT_DEV_MAX_TEXT_LENGTH",
@@ -49,13 +48,7 @@ MAX_BLOCKED_WORD_LENGTH = 100
 _MAX_TEXT_LENGTH_LIMIT = 4000
 
 
-class _DevSection(BaseModel):
-    # The same rules as every bots.yaml section (see _models._Section, which can't be imported
-    # here without a cycle).
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-
-class RateLimitConfig(_DevSection):
+class RateLimitConfig(Section):
     """At most ``messages`` chat messages per sender within any ``per`` seconds."""
 
     messages: StrictInt = Field(default=5, ge=1, description="a whole number of messages, e.g. 5")
@@ -63,7 +56,7 @@ class RateLimitConfig(_DevSection):
         default=10.0, description="a duration, e.g. 10s")
 
 
-class DevConfig(_DevSection):
+class DevConfig(Section):
     """The local hub of ``botkit dev``: where it listens and how its chat backend moderates."""
 
     port: StrictInt = Field(default=DEFAULT_DEV_PORT, ge=1, le=65535,
@@ -83,8 +76,9 @@ class DevConfig(_DevSection):
     @field_validator("blocked_words")
     @classmethod
     def _check_blocked_words(cls, words: list[str]) -> list[str]:
-        # Stored trimmed; matching is case-insensitive (see botkit.dev.hub.backend), so two entries
-        # that differ only in case are one entry written twice: refuse it like any duplicate.
+        # Stored trimmed; matching is case-insensitive (see botkit.dev.hub.moderation), so two
+        # entries that differ only in case are one entry written twice: refuse it like any
+        # duplicate.
         first: dict[str, int] = {}
         cleaned: list[str] = []
         for index, word in enumerate(words):

@@ -1,150 +1,37 @@
-"""The bots.yaml schema: one pydantic model per section.
-
-Every section refuses unknown keys (they are nearly always typos of known ones), is immutable once
-loaded, and never prints its input in pydantic's own error text (the input may be a secret). Each
-field's ``description`` is a noun phrase that completes "expected ...", and the error translation
-uses it. A new section (``state:``, per-bot ``schedules:``) is a new ``_Section`` subclass and one
-field on its parent; cross-field checks live in validators next to the fields they concern.
-Relative paths resolve against ``base_dir`` in the validation context (the config file's folder).
+"""The bots.yaml schema as a whole: the file (``BotsConfig``), its bots and their rooms. The
+other sections are models of their own (``_xshathra``, ``_limits``, ``_state``, ``_catch_up``,
+``_cluster``, ``_dev``, ``_ops``, ``_schedules``); ``_section`` states the rules they all follow.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from pathlib import Path, PurePath
-from typing import Any, Literal, Self
-from urllib.parse import urlsplit
+from typing import Any, Self
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    SecretStr,
-    StrictBool,
-    StrictInt,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, PrivateAttr, StrictBool, field_validator, model_validator
 
 from botkit.config._catch_up import CatchUpConfig
 from botkit.config._cluster import ClusterConfig
 from botkit.config._dev import DevConfig
-from botkit.config._durations import HandlerTimeout, ReplyDeadline, TokenTtl, parse_duration
 from botkit.config._errors import describe, located
+from botkit.config._limits import LimitsConfig
 from botkit.config._ops import OpsConfig
-from botkit.config._rate import Rate
 from botkit.config._schedules import ScheduleConfig
+from botkit.config._section import Section
 from botkit.config._source import SourceMap
+from botkit.config._state import DEFAULT_STATE_PATH, StateConfig
+from botkit.config._xshathra import XshathraConfig
 from botkit.errors import InvalidChannelError
-from botkit.tokens import DEFAULT_TOKEN_TTL, chat_channel, validate_channel, validate_room_id
+from botkit.tokens import chat_channel, validate_channel, validate_room_id
 
-__all__ = [
-    "DEFAULT_HANDLER_TIMEOUT",
-    "DEFAULT_LANE_QUEUE_SIZE",
-    "DEFAULT_MAX_TEXT_LENGTH",
-    "DEFAULT_OUTBOX_SIZE",
-    "DEFAULT_REPLY_DEADLINE",
-    "DEFAULT_ROOMS_PER_CONNECTION",
-    "DEFAULT_ROOM_BURST",
-    "DEFAULT_ROOM_RATE",
-    "DEFAULT_STATE_PATH",
-    "BotConfig",
-    "BotsConfig",
-    "LimitsConfig",
-    "RoomConfig",
-    "StateConfig",
-    "XshathraConfig",
-    "parse_duration",
-]
-
-DEFAULT_HANDLER_TIMEOUT = 10.0
-DEFAULT_LANE_QUEUE_SIZE = 1000
-DEFAULT_MAX_TEXT_LENGTH = 4000
-DEFAULT_ROOMS_PER_CONNECTION = 128
-# Flood control is generous by default: it is there to stop a runaway handler, not to shape
-# ordinary traffic. Bots (and botkit's own tests and benchmarks) answer bursts of thousands in
-# one room; a tight default would turn those into minutes of queued replies. A room that must be
-# gentler says so (room_rate: 5/s, room_burst: 10).
-DEFAULT_ROOM_RATE = 100.0
-DEFAULT_ROOM_BURST = 200
-DEFAULT_OUTBOX_SIZE = 1000
-DEFAULT_REPLY_DEADLINE = 30.0
-DEFAULT_STATE_PATH = ".botkit/state.sqlite"
+__all__ = ["BotConfig", "BotsConfig", "RoomConfig"]
 
 _BOT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _PLUGIN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z_][A-Za-z0-9_-]*)*")
 
 
-def _check_url(value: str, schemes: tuple[str, ...], hint: str) -> str:
-    """Check a URL without quoting it: URLs may carry credentials (``user:pass@host``)."""
-    names = " or ".join(f"{scheme}://" for scheme in schemes)
-    parts = urlsplit(value)
-    if "://" not in value or parts.scheme.lower() not in schemes:
-        got = f"one starting with {parts.scheme}://" if "://" in value else "no scheme"
-        raise ValueError(f"expected a URL starting with {names}, got {got}; {hint}")
-    if any(char.isspace() for char in value):
-        raise ValueError(f"the URL contains whitespace; {hint}")
-    try:
-        parts.port  # noqa: B018 - parsing the port is the check
-    except ValueError:
-        raise ValueError(f"the URL has an invalid port; {hint}") from None
-    if not parts.hostname:
-        raise ValueError(f"the URL has no host; {hint}")
-    return value
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-
-class XshathraConfig(_Section):
-    """How to reach the Xshathra Realtime server and its API."""
-
-    project_id: str = Field(description="the project id, e.g. proj_01HZZZZZZZZZZZZZZZZZZZZZZ")
-    realtime_url: str = Field(
-        description="the websocket URL, e.g. ws://localhost:3001/realtime/connection/websocket")
-    api_url: str = Field(
-        description="the server API URL, e.g. http://localhost:3001/api/realtime")
-    server_api_key: SecretStr = Field(
-        description="the server API key, e.g. ${XSHATHRA_SERVER_API_KEY}")
-    token_ttl: TokenTtl = Field(default=DEFAULT_TOKEN_TTL,
-                                description="a duration, e.g. 15m")
-
-    @field_validator("project_id")
-    @classmethod
-    def _check_project_id(cls, value: str) -> str:
-        return validate_room_id(value, what="project id")
-
-    @field_validator("realtime_url")
-    @classmethod
-    def _check_realtime_url(cls, value: str) -> str:
-        return _check_url(value, ("ws", "wss"), "write e.g. "
-                          "ws://localhost:3001/realtime/connection/websocket")
-
-    @field_validator("api_url")
-    @classmethod
-    def _check_api_url(cls, value: str) -> str:
-        # Paths are joined onto it later ("/publish"): a trailing slash would double up.
-        return _check_url(value, ("http", "https"),
-                          "write e.g. http://localhost:3001/api/realtime").rstrip("/")
-
-    @field_validator("server_api_key")
-    @classmethod
-    def _check_server_api_key(cls, value: SecretStr) -> SecretStr:
-        key = value.get_secret_value()
-        if not key:
-            raise ValueError("is empty; set it to the project's server API key")
-        if key != key.strip():
-            # Typically a newline pasted into an environment variable: the server would refuse
-            # the key with a puzzling 401, so say it here.
-            raise ValueError("has leading or trailing whitespace; remove it")
-        return value
-
-
-class RoomConfig(_Section):
+class RoomConfig(Section):
     """A room a bot joins; ``channel`` overrides the default ``chat:{project}:{room}``."""
 
     id: str = Field(description="a room id, e.g. room_abc123")
@@ -180,30 +67,7 @@ class RoomConfig(_Section):
         return self.channel or chat_channel(project_id, self.id)
 
 
-class LimitsConfig(_Section):
-    """Per-bot bounds; the defaults suit a chat bot that answers within seconds."""
-
-    handler_timeout: HandlerTimeout = Field(default=DEFAULT_HANDLER_TIMEOUT,
-                                      description="a duration, e.g. 10s")
-    lane_queue_size: StrictInt = Field(default=DEFAULT_LANE_QUEUE_SIZE, ge=1,
-                                       description="a whole number of messages, e.g. 1000")
-    max_text_length: StrictInt = Field(default=DEFAULT_MAX_TEXT_LENGTH, ge=1,
-                                       description="a whole number of characters, e.g. 4000")
-    # Centrifugo's default client.channel_limit: a bot with more rooms opens more connections.
-    rooms_per_connection: StrictInt = Field(default=DEFAULT_ROOMS_PER_CONNECTION, ge=1,
-                                            description="a whole number of rooms, e.g. 128")
-    # Flood control: per room, a token bucket on the bot's publishes (README "Replies").
-    room_rate: Rate = Field(default=DEFAULT_ROOM_RATE,
-                            description="a rate like 5/s or 30/m, or off")
-    room_burst: StrictInt = Field(default=DEFAULT_ROOM_BURST, ge=1, le=100_000,
-                                  description="a whole number of replies, e.g. 10")
-    outbox_size: StrictInt = Field(default=DEFAULT_OUTBOX_SIZE, ge=1, le=1_000_000,
-                                   description="a whole number of replies, e.g. 1000")
-    reply_deadline: ReplyDeadline = Field(default=DEFAULT_REPLY_DEADLINE,
-                                          description="a duration, e.g. 30s")
-
-
-class BotConfig(_Section):
+class BotConfig(Section):
     """One bot: which plugin runs it, as which user, in which rooms, with which settings."""
 
     name: str = Field(description="a bot name, e.g. welcome")
@@ -305,38 +169,7 @@ class BotConfig(_Section):
         return {room.id: room.channel_for(project_id) for room in self.rooms}
 
 
-class StateConfig(_Section):
-    """Where ``ctx.state`` lives: a SQLite file (the default; the scheduler's jobs share it), or
-    memory (lost at exit; for tests). ``path`` is stored resolved."""
-
-    backend: Literal["sqlite", "memory"] = Field(default="sqlite",
-                                                 description="sqlite or memory")
-    path: Path = Field(default=Path(DEFAULT_STATE_PATH), validate_default=True,
-                       description=f"a file path, e.g. {DEFAULT_STATE_PATH}")
-
-    @field_validator("backend", mode="before")
-    @classmethod
-    def _check_backend(cls, value: Any) -> Any:
-        if isinstance(value, str) and value in ("sqlite", "memory"):
-            return value
-        got = repr(value) if isinstance(value, str) else describe(value)
-        raise ValueError("expected sqlite (a file that survives restarts) or memory (lost at "
-                         f"exit, for tests), got {got}")
-
-    @field_validator("path", mode="before")
-    @classmethod
-    def _resolve_path(cls, value: Any, info: ValidationInfo) -> Path:
-        if not isinstance(value, str | PurePath) or not str(value).strip():
-            got = "an empty string" if isinstance(value, str) else describe(value)
-            raise ValueError(f"expected a file path, e.g. {DEFAULT_STATE_PATH}, got {got}")
-        # Like *_file paths: relative to the config file, so the bots find their state whatever
-        # directory they are started from. Without a context (a config built in code): the cwd.
-        base = (info.context or {}).get("base_dir")
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else Path(base or Path.cwd()) / path
-
-
-class BotsConfig(_Section):
+class BotsConfig(Section):
     """A whole bots.yaml. ``source`` remembers where each value was written."""
 
     xshathra: XshathraConfig = Field(

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import Field, StrictInt, field_validator
+
+from botkit.config._section import Section
 
 __all__ = ["DEFAULT_OPS_HOST", "DEFAULT_OPS_PORT", "OpsConfig"]
 
@@ -23,11 +25,8 @@ DEFAULT_OPS_HOST = "127.0.0.1"
 DEFAULT_OPS_PORT = 9180
 
 
-class OpsConfig(BaseModel):
+class OpsConfig(Section):
     """Where the ops endpoint listens."""
-
-    # The same rules as every bots.yaml section (see _models._Section).
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     host: str = Field(default=DEFAULT_OPS_HOST,
                       description="a host name or IP address to listen on, e.g. 127.0.0.1")

@@ -12,6 +12,7 @@ user id, whose number has no bound.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -213,6 +214,12 @@ class RuntimeCollector(Collector):
         retries = CounterMetricFamily("botkit_api_retries",
                                       "Server API requests that repeated a failed one")
         retries.add_metric([], taken.api_retries)
-        yield from (envelopes, replies, handlers, connected, connections, reconnects, restarts,
-                    gaps, lanes, outboxes, refused, jobs, refusals, questions, pending, requests,
-                    seconds, retries)
+        # The GC policy in force (runtime/gcpolicy.py); prometheus_client's own GC collector
+        # reports the collections.
+        thresholds = GaugeMetricFamily("botkit_gc_threshold", "The cyclic GC's thresholds "
+                                       "now, by generation", labels=["generation"])
+        for generation, value in enumerate(gc.get_threshold()):
+            thresholds.add_metric([str(generation)], value)
+        yield from (thresholds, envelopes, replies, handlers, connected, connections, reconnects,
+                    restarts, gaps, lanes, outboxes, refused, jobs, refusals, questions, pending,
+                    requests, seconds, retries)

@@ -34,6 +34,7 @@ from botkit.config import BotConfig, BotsConfig, validate_settings
 from botkit.errors import BotkitError, TerminalDisconnectError
 from botkit.jobs.scheduler import BotScheduler
 from botkit.realtime.flag import Flag, wait_any
+from botkit.runtime.gcpolicy import GcPolicy
 from botkit.runtime.outbox import Outboxes
 from botkit.runtime.plugins import load_configured_plugin
 from botkit.runtime.replicas import Replicas
@@ -119,7 +120,8 @@ class Runtime:
     """A job missed while the daemon was down still runs at start if at most this late."""
     freeze_gc: bool = True
     """Once every bot is ready, exempt what start-up made (modules, models, configuration) from
-    the cyclic GC until the runtime stops (see _freeze_startup_objects)."""
+    the cyclic GC until the runtime stops (see _freeze_startup_objects); with the bots loaded,
+    raise its young-generation threshold until then (gcpolicy.py)."""
     restart_delay: float = 30.0
     """Seconds before a bot that stopped on its own starts again; doubled on each failure in a
     row, up to ``max_restart_delay`` (a bot that served that long starts over at this)."""
@@ -183,6 +185,7 @@ class Runtime:
                     if self.config.cluster is not None else None)
         self.replicas = replicas
         early_freeze = False
+        gc_policy = GcPolicy()
         try:
             await self.scheduler.open()
             async with api:
@@ -204,6 +207,9 @@ class Runtime:
                 # ready then walks only what connecting made, not the whole start-up heap (a
                 # 20-50 ms pause while a busy room's first messages arrive; bench/ S1).
                 early_freeze = early_freeze or (self.freeze_gc and _freeze_startup_objects())
+                if self.freeze_gc:
+                    # Before connecting: a busy room's first messages come in at once.
+                    gc_policy.apply()  # a higher young-generation threshold (gcpolicy.py)
                 async with asyncio.TaskGroup() as outer:
                     cluster_stop = asyncio.Event()
                     # Its own task, before the bots: they drain their outboxes as they stop.
@@ -222,6 +228,7 @@ class Runtime:
                         outboxes.close()
                         cluster_stop.set()
         finally:
+            gc_policy.restore()
             if early_freeze:
                 gc.unfreeze()  # (again, if the bots were ready: unfreezing twice is harmless)
             # Only now: the bots' last handlers and on_stop hooks may still store jobs.

@@ -23,11 +23,10 @@ from botkit.dev.hub.backend import (
     SEND_PATH,
     TOKEN_PATH,
     DevSettings,
-    RateLimiter,
-    WordFilter,
     backend_routes,
     user_id_for_name,
 )
+from botkit.dev.hub.moderation import RateLimiter, WordFilter
 from botkit.dev.localserver import LocalCentrifugo
 from botkit.envelope import ChatMessage, parse_envelope
 from botkit.errors import ApiUnavailableError

@@ -75,7 +75,7 @@ class Daemon:
 
 @contextlib.asynccontextmanager
 async def daemon(server: LocalCentrifugo, tmp_path: Path, *args: str,
-                 project: str) -> AsyncIterator[Daemon]:
+                 project: str, env: dict[str, str] | None = None) -> AsyncIterator[Daemon]:
     port = free_port()
     config = tmp_path / "bots.yaml"
     config.write_text(bots_yaml(server, PROBE, project_id=project)
@@ -84,7 +84,8 @@ async def daemon(server: LocalCentrifugo, tmp_path: Path, *args: str,
     with log_path.open("wb") as log_file:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "botkit", "run", "-c", str(config), "--grace", "5s", *args,
-            cwd=ROOT, env={**os.environ, "TEST_KEY": server.api_key, "PYTHONPATH": str(ROOT)},
+            cwd=ROOT, env={**os.environ, "TEST_KEY": server.api_key, "PYTHONPATH": str(ROOT),
+                           **(env or {})},
             stderr=log_file, start_new_session=True)
     running = Daemon(process, log_path, port)
     try:
@@ -191,6 +192,23 @@ async def test_metrics_count_a_ping_and_apscheduler_stays_quiet(
     log = bots.log()
     assert "apscheduler" not in log.lower(), log
     assert "serving 1 room" in log
+
+
+@pytest.mark.parametrize(("setting", "gen0"), [(None, 10_000), ("0", 700), ("5000", 5000)])
+async def test_the_gc_policy_is_applied_once_ready_and_reported(
+        centrifugo: LocalCentrifugo, tmp_path: Path, setting: str | None, gen0: int) -> None:
+    env = {} if setting is None else {"BOTKIT_GC_GEN0": setting}
+    async with daemon(centrifugo, tmp_path, project=new_project(), env=env) as bots:
+        await bots.until("/readyz", _ready, "ready", timeout=30)
+        samples = await bots.until("/metrics", lambda answer: "botkit_gc_threshold" in answer.text,
+                                   "reporting the GC", timeout=5)
+        after = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                 for family in text_string_to_metric_families(samples.text)
+                 for s in family.samples}
+        assert _value(after, "botkit_gc_threshold", generation="0") == gen0
+        assert _value(after, "botkit_gc_threshold", generation="1") == 10
+        log = bots.log()
+    assert ("cyclic GC: young-generation threshold 700 -> " in log) == (gen0 != 700), log
 
 
 async def test_healthz_turns_red_while_a_handler_blocks_the_loop(

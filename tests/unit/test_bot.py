@@ -25,7 +25,8 @@ from botkit import (
     UsageError,
     UserJoined,
 )
-from botkit.bot import Invocation, RouteKind
+from botkit._routes import RouteKind
+from botkit.bot import Invocation
 from botkit.context import BotServices
 from botkit.envelope import chat_message, envelope_to_dict, utc_now
 from botkit.errors import BotkitError

@@ -3,7 +3,9 @@ takes a checkpoint, and the newest checkpoint whose replies are all out is writt
 
 from __future__ import annotations
 
-from botkit.runtime.positions import NAMESPACE, Positions
+import asyncio
+
+from botkit.runtime.positions import NAMESPACE, ROOMS_PER_TURN, Positions
 from botkit.runtime.presence import RoomPresence
 from botkit.state import MemoryStateStore
 
@@ -42,3 +44,40 @@ async def test_without_an_outbox_the_cursor_is_written_as_it_is() -> None:
         cursor.epoch, cursor.offset = "e", 5
         await positions.flush()
         assert (await store.get(NAMESPACE, "b:lobby"))["offset"] == 5
+
+
+async def test_a_flush_of_many_rooms_lets_the_loop_run_and_the_last_writes_them_all() -> None:
+    rooms = [f"r{index}" for index in range(4 * ROOMS_PER_TURN + 5)]
+    async with MemoryStateStore() as store:
+        progress = dict.fromkeys(rooms, (0, 0))
+        positions = Positions(store, "b", rooms, {room: RoomPresence() for room in rooms})
+        positions.progress = progress.__getitem__
+        await positions.load()
+        for offset, room in enumerate(rooms, 1):
+            positions.cursors[room].epoch, positions.cursors[room].offset = "e", offset
+        turns = 0
+
+        async def count_turns() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        counter = asyncio.get_running_loop().create_task(count_turns())
+        await asyncio.sleep(0)
+        turns = 0
+        # Every room moved while a reply of r0 is still out: r0 must not be written.
+        progress["r0"] = (1, 0)
+        await positions.flush()
+        counter.cancel()
+        await asyncio.wait([counter])
+        assert turns >= 4  # the other task ran between chunks of rooms
+        assert await store.get(NAMESPACE, "b:r0") is None
+        assert (await store.get(NAMESPACE, f"b:{rooms[-1]}"))["offset"] == len(rooms)
+        # A room's reply goes out and others move meanwhile: the flush at stop writes them all.
+        progress["r0"] = (1, 1)
+        for room in rooms:
+            positions.cursors[room].offset += 100
+        await positions.aclose()
+        for offset, room in enumerate(rooms, 1):
+            assert (await store.get(NAMESPACE, f"b:{room}"))["offset"] == offset + 100

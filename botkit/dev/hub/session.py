@@ -20,12 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 from botkit.dev.hub import queries
-from botkit.dev.hub.auth import ConnectToken, InvalidTokenError, TokenExpiredError
 from botkit.dev.hub.codes import (
     EXPIRED,
     NOT_AVAILABLE,
-    TOKEN_EXPIRED,
-    UNKNOWN_CHANNEL,
     UNSUBSCRIBE_EXPIRED,
     CommandError,
     Disconnect,
@@ -33,14 +30,14 @@ from botkit.dev.hub.codes import (
     Unsubscribe,
 )
 from botkit.dev.hub.core import HUB_VERSION, Hub
-from botkit.dev.hub.namespaces import (
-    PRIVATE_PREFIX,
-    can_subscribe_without_token,
-    valid_channel_name,
+from botkit.dev.hub.handshake import (
+    server_side_options,
+    subscribe_server_side,
+    verify_connect,
+    verify_refresh,
 )
 from botkit.dev.hub.outbox import Outbox
-from botkit.dev.hub.streams import Position
-from botkit.dev.hub.subscriptions import ChannelState, SubscribeOptions, Subscriptions
+from botkit.dev.hub.subscriptions import Subscriptions
 from botkit.dev.hub.wire import FieldError, Fields, dumps, loads, push, split_lines
 
 __all__ = ["Session", "State"]
@@ -239,9 +236,9 @@ class Session:
         token = request.text("token")
         if not token:  # anonymous connections are off, as in the seed's config
             raise DisconnectError(Disconnect.BAD_REQUEST)
-        claims = self._verify_connect(token)
+        claims = verify_connect(self.hub, token)
         recover = request.obj_map("subs")
-        wanted = self._server_side_options(claims, recover)
+        wanted = server_side_options(self.hub, claims, recover)
         if len(wanted) > self.config.channel_limit:
             raise DisconnectError(Disconnect.CHANNEL_LIMIT)
         now = int(self.hub.wall())
@@ -259,66 +256,13 @@ class Session:
             result["ping"] = int(self.config.ping_interval)
         if self.config.pong_timeout:
             result["pong"] = True
-        states = self._subscribe_server_side(wanted, recover)
+        states = subscribe_server_side(self.hub, self.subs, self, wanted, recover)
         if states:
             result["subs"] = {state.channel: sub for state, sub in states}
         self._reply(command_id, "connect", result)
         for state, _ in states:
             self.subs.announce_join(state)
         self._schedule_after_connect(now)
-
-    def _verify_connect(self, token: str) -> ConnectToken:
-        try:
-            claims = self.hub.tokens.connect(token)
-        except TokenExpiredError as exc:
-            raise CommandError(TOKEN_EXPIRED) from exc
-        except InvalidTokenError as exc:
-            raise DisconnectError(Disconnect.INVALID_TOKEN) from exc
-        if any(self.hub.options(channel) is None for channel in claims.subs):
-            raise CommandError(UNKNOWN_CHANNEL)
-        return claims
-
-    def _server_side_options(self, claims: ConnectToken, recover: dict[str, Fields],
-                             ) -> dict[str, tuple[SubscribeOptions, bool]]:
-        """Server-side subscriptions: the token's, plus channels the client asks to keep that
-        it could subscribe to by itself anyway. Channel → (options, from the token)."""
-        wanted: dict[str, tuple[SubscribeOptions, bool]] = {}
-        for channel, channel_claims in claims.subs.items():
-            namespace = self.hub.options(channel)
-            assert namespace is not None  # checked by _verify_connect
-            wanted[channel] = (SubscribeOptions.of(namespace, channel_claims), True)
-        for channel in recover:
-            namespace = self.hub.options(channel)
-            if namespace is None:
-                raise DisconnectError(Disconnect.BAD_REQUEST)
-            if (channel not in wanted and not channel.startswith(PRIVATE_PREFIX)
-                    and valid_channel_name(channel)
-                    and can_subscribe_without_token(namespace, claims.user)):
-                wanted[channel] = (SubscribeOptions.of(namespace), False)
-        return wanted
-
-    def _subscribe_server_side(self, wanted: dict[str, tuple[SubscribeOptions, bool]],
-                               recover: dict[str, Fields],
-                               ) -> list[tuple[ChannelState, dict[str, Any]]]:
-        done: list[tuple[ChannelState, dict[str, Any]]] = []
-        try:
-            for channel, (options, from_token) in wanted.items():
-                request = recover.get(channel, Fields({}))
-                since = Position(request.uint64("offset"), request.text("epoch"))
-                result = self.subs.activate(channel, options, recover=request.flag("recover"),
-                                            since=since, server_side=True,
-                                            from_connection_token=from_token)
-                state = self.subs.get(channel)
-                assert state is not None
-                done.append((state, result))
-        except (CommandError, FieldError):
-            for state, _ in done:  # none was announced yet: undo quietly
-                self.subs.channels.pop(state.channel, None)
-                self.hub.presence.remove(state.channel, self.client_id)
-                self.hub.remove_subscriber(state.channel, self)
-            self.hub.remove_client(self)
-            raise
-        return done
 
     def _schedule_after_connect(self, now: int) -> None:
         clock, config = self.hub.clock(), self.config
@@ -336,19 +280,7 @@ class Session:
         self._on_timers()
 
     def _refresh(self, request: Fields) -> dict[str, Any]:
-        token = request.text("token")
-        if not token:
-            raise DisconnectError(Disconnect.BAD_REQUEST)
-        try:
-            claims = self.hub.tokens.connect(token)
-        except TokenExpiredError as exc:
-            raise DisconnectError(Disconnect.EXPIRED) from exc
-        except InvalidTokenError as exc:
-            raise DisconnectError(Disconnect.INVALID_TOKEN) from exc
-        if claims.user != self.user:
-            raise DisconnectError(Disconnect.INVALID_TOKEN)
-        if any(self.hub.options(channel) is None for channel in claims.subs):
-            raise CommandError(UNKNOWN_CHANNEL)
+        claims = verify_refresh(self.hub, request.text("token"), self.user)
         if self.subs.token_channels_changed(claims.subs):
             raise DisconnectError(Disconnect.INSUFFICIENT_STATE)  # reconnect to pick them up
         now = int(self.hub.wall())

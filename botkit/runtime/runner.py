@@ -42,6 +42,7 @@ from botkit.runtime.overflow import RoomFlow
 from botkit.runtime.positions import Positions
 from botkit.runtime.roomlane import Resync, RoomHandler
 from botkit.runtime.shards import ShardedClient
+from botkit.runtime.startgate import StartGate
 from botkit.serverapi.client import ServerApi
 from botkit.state.store import StateStore
 from botkit.tokens import TokenMinter
@@ -69,8 +70,11 @@ class BotRunner:
                  bot_users: frozenset[str], state: StateStore | None = None,
                  scheduler: JobScheduler | None = None,
                  holds: Callable[[str, str], bool] | None = None,
-                 outboxes: Outboxes | None = None) -> None:
+                 outboxes: Outboxes | None = None,
+                 start_gate: StartGate | None = None) -> None:
         self.name = loaded.config.name
+        self._start_gate = start_gate
+        """Shared by the runtime's bots: how many start at once (runtime/startgate.py)."""
         self.config = loaded.config
         xshathra = config.xshathra
         self.catch_up = resolve_catch_up(config.catch_up, loaded.config.catch_up)
@@ -152,7 +156,13 @@ class BotRunner:
             for flow in self._flows.values():
                 flow.lane.start(group)
             try:
-                if await self._start(stop):
+                leave = await self._start_gate.enter() if self._start_gate else None
+                try:
+                    started = await self._start(stop)
+                finally:
+                    if leave is not None:
+                        leave()
+                if started:
                     # Until stopped, or a connection ended (its terminal error raised): one
                     # future, no task, and no frame of its own while the bot idles (bench/ S4).
                     await self.client.wait_closed(until=stop)

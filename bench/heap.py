@@ -166,7 +166,8 @@ def rss(count: int, reps: int, sides: list[str]) -> None:
                           "count": count, "window": 1.0}
                 out = run_worker(f"idle:{_SIDES[side]}", kwargs, cpus=None, timeout=240)
                 results[side].append(out["kib_per_bot"])
-                print(f"rep {rep} {side:10} {out['kib_per_bot']:6.1f} KiB per bot", flush=True)
+                print(f"rep {rep} {side:10} {out['kib_per_bot']:6.1f} KiB per bot, "
+                      f"started in {out['connect_seconds']:.2f} s", flush=True)
     finally:
         server.close()
     for side, values in results.items():

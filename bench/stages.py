@@ -92,7 +92,7 @@ async def _stages(count: int, reps: int, profile: str | None) -> dict[str, float
         best["protocol"] = min(best.get("protocol", 1e9), (t1 - t0) / count * 1e6)
 
         runner = runner_for(handled)
-        lane = runner._lanes[CHANNEL]
+        lane = runner._flows[CHANNEL].lane
         handle = lane._handle
         half = count // 2
         t0 = time.perf_counter()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -115,7 +115,9 @@ class BotServices:
     channels: dict[str, str]
     """Room id → channel, for the rooms in the bot's configuration."""
     max_text_length: int = 4000
-    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("botkit.bot"))
+    logger: logging.Logger | None = None
+    """The bot's logger; None: ``botkit.bot.<name>``, looked up when a context first logs (a
+    logger is kept for the process's life, and most bots never log: bench/ S4)."""
     state: BotState | None = None
     scheduler: JobScheduler | None = None
     clock: Callable[[], datetime] = wall_clock
@@ -170,7 +172,11 @@ class Context:
             event = self.event
             extra = {"bot": self.services.name, "room": self.room or "-",
                      "envelope_id": event.id if event is not None else "-"}
-            self._log = logging.LoggerAdapter(self.services.logger, extra)
+            services = self.services
+            logger = services.logger
+            if logger is None:
+                logger = services.logger = logging.getLogger(f"botkit.bot.{services.name}")
+            self._log = logging.LoggerAdapter(logger, extra)
         return self._log
 
     @property

@@ -96,7 +96,7 @@ class Connection:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_work: list[ResubscribeDue | RefreshDue] = []  # due, to be awaited in turn
         self._worker: asyncio.Task[None] | None = None
-        self._group: asyncio.TaskGroup | None = None
+        self._reader: asyncio.Task[None] | None = None  # while the connection runs
         self._ended = Flag()
         self._local: tuple[int, str] | None = None
         self._failure: BotkitError | None = None
@@ -149,21 +149,23 @@ class Connection:
             except TokenError as exc:
                 self.end(CLOSE_NORMAL, "no connection token", exc)
             if not self._ended.is_set():
-                async with asyncio.TaskGroup() as group:
-                    self._group = group
-                    reader = group.create_task(self._read(), name="realtime reader")
+                # The connection owns its tasks (the reader; the timer work while there is
+                # some) and awaits them here, without a TaskGroup (~0.5 KiB a connection,
+                # bench/ S4): either one failing ends the connection (_failed).
+                reader = self._reader = asyncio.get_running_loop().create_task(
+                    self._read(), name="realtime reader")
+                try:
                     self._start_work()
                     await self._ended.wait()
-                    self._group = None
-                    reader.cancel()
-                    if self._worker is not None:
-                        self._worker.cancel()
+                finally:
+                    self._reader = None
+                    tasks = [reader] if self._worker is None else [reader, self._worker]
+                    for task in tasks:
+                        task.cancel()
+                    await asyncio.wait(tasks)
         except Exception as exc:
-            # A bug of ours costs this connection (the supervisor reconnects), not the client.
-            log.exception("realtime connection to %s failed unexpectedly", safe_url(link.url))
-            self.end(CLOSE_PROTOCOL, "internal error", ProtocolError(f"internal error: {exc!r}"))
+            self._failed(exc)
         finally:
-            self._group = None
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -199,47 +201,57 @@ class Connection:
         self._handshake = set(await self.link.subscriptions.send()) or None
         self.kick()
 
+    def _failed(self, exc: Exception) -> None:
+        # A bug of ours costs this connection (the supervisor reconnects), not the client.
+        log.exception("realtime connection to %s failed unexpectedly", safe_url(self.link.url),
+                      exc_info=exc)
+        self.end(CLOSE_PROTOCOL, "internal error", ProtocolError(f"internal error: {exc!r}"))
+
     async def _read(self) -> None:
-        protocol, link = self._protocol, self.link
-        delivery = link.delivery
-        offer_now, emit_declined = delivery.offer_now, delivery.emit_declined
-        hold_now = delivery.hold_now if delivery.can_hold else None
-        counters, drops = link.counters, protocol.drops
-        clock = asyncio.get_running_loop().time
-        receive, receive_message = self._ws.receive, protocol.receive
-        # Cleared after each batch: waiting for the next, an idle connection would otherwise
-        # keep its last messages, their decoded JSON and events (~0.7 KiB; bench/ S4).
-        batch: list[str | bytes] | None
-        message: Any
-        events: Any
-        event: Any
-        while batch := await receive():
-            now = clock()
-            for message in batch:
-                if type(message) is not str:
-                    drops["binary message"] += 1
-                    continue
-                events = receive_message(message, now)
-                if not events:
-                    continue
-                # Every event held in the read-ahead counts: a share of its message's size.
-                cost = len(message) if len(events) == 1 else len(message) // len(events)
-                for event in events:
-                    if type(event) is Publication:
-                        counters.publications += 1
-                        if offer_now(event):
-                            continue
-                        if hold_now is None:
-                            await emit_declined(event, cost)
-                        elif hold_now(event, cost):
-                            continue  # held in order; the reader reads on
+        try:
+            protocol, link = self._protocol, self.link
+            delivery = link.delivery
+            offer_now, emit_declined = delivery.offer_now, delivery.emit_declined
+            hold_now = delivery.hold_now if delivery.can_hold else None
+            counters, drops = link.counters, protocol.drops
+            clock = asyncio.get_running_loop().time
+            receive, receive_message = self._ws.receive, protocol.receive
+            # Cleared after each batch: waiting for the next, an idle connection would otherwise
+            # keep its last messages, their decoded JSON and events (~0.7 KiB; bench/ S4).
+            batch: list[str | bytes] | None
+            message: Any
+            events: Any
+            event: Any
+            while batch := await receive():
+                now = clock()
+                for message in batch:
+                    if type(message) is not str:
+                        drops["binary message"] += 1
+                        continue
+                    events = receive_message(message, now)
+                    if not events:
+                        continue
+                    # Every event held in the read-ahead counts: a share of its message's size.
+                    cost = len(message) if len(events) == 1 else len(message) // len(events)
+                    for event in events:
+                        if type(event) is Publication:
+                            counters.publications += 1
+                            if offer_now(event):
+                                continue
+                            if hold_now is None:
+                                await emit_declined(event, cost)
+                            elif hold_now(event, cost):
+                                continue  # held in order; the reader reads on
+                            else:
+                                await delivery.wait_room()
                         else:
-                            await delivery.wait_room()
-                    else:
-                        await self._dispatch(event, cost)
-                    now = clock()  # the wait may have been long: liveness counts from now
-            batch = message = events = event = None
-        self._end_by_peer()
+                            await self._dispatch(event, cost)
+                        now = clock()  # the wait may have been long: liveness counts from now
+                batch = message = events = event = None
+            self._end_by_peer()
+        except Exception as exc:
+            self._failed(exc)
+
 
     def _end_by_peer(self) -> None:
         """The socket closed under us: the code is the one the peer sent, if any."""
@@ -294,13 +306,17 @@ class Connection:
     def _start_work(self) -> None:
         """Await what the timers made due, in order, in one task of the connection's group
         (made when there is some, and gone when it is done)."""
-        if self._timer_work and self._worker is None and self._group is not None:
-            self._worker = self._group.create_task(self._work(), name="realtime timer work")
+        if self._timer_work and self._worker is None and self._reader is not None:
+            # Owned by the connection: run() cancels and awaits it as it ends.
+            self._worker = asyncio.get_running_loop().create_task(
+                self._work(), name="realtime timer work")
 
     async def _work(self) -> None:
         try:
             while self._timer_work:
                 await self._on_timer(self._timer_work.pop(0))
+        except Exception as exc:
+            self._failed(exc)
         finally:
             self._worker = None
 

@@ -47,9 +47,9 @@ class HandlerCalls:
         # One timer for all handler deadlines instead of one per call (see deadlines.py).
         self._deadlines = Deadlines(handler_timeout)
         self.guards = GuardState()
-        self.runs: set[asyncio.Task[None]] = set()
+        self.runs: set[asyncio.Task[None]] | None = None
         """Handler calls running in tasks of their own (those that may ask): owned here, and
-        cancelled when the bot stops."""
+        cancelled when the bot stops. Made by the first such call (bench/ S4)."""
 
     async def end_conversations(self) -> None:
         """The bot stops: each person still asked is told once, then every handler task
@@ -61,7 +61,7 @@ class HandlerCalls:
                 await ctx.reply(ABANDONED_TEXT.format(user=question.user))
 
         self.stats.asks_abandoned += await self.conversations.abandon(tell)
-        runs = list(self.runs)
+        runs = list(self.runs or ())
         for task in runs:
             task.cancel()
         if runs:
@@ -76,10 +76,13 @@ class HandlerCalls:
         settled = run.settled
         task = loop.create_task(self.call(ctx, invocation, run),
                                 name=f"bot {self.name}: {invocation.route.name}")
-        self.runs.add(task)
+        runs = self.runs
+        if runs is None:
+            runs = self.runs = set()
+        runs.add(task)
 
         def done(task: asyncio.Task[None]) -> None:
-            self.runs.discard(task)
+            runs.discard(task)
             run.settle()
 
         task.add_done_callback(done)

@@ -84,7 +84,6 @@ class BotCore:
             name=config.name, user_id=config.user_id, project_id=project_id, bot=loaded.bot,
             settings=loaded.settings, api=api, channels=dict(self.channels),
             max_text_length=self.limits.max_text_length,
-            logger=logging.getLogger(f"botkit.bot.{config.name}"),
             state=BotState(state, config.name) if state is not None else None,
             scheduler=scheduler, clock=clock)
         self.presence = {room: RoomPresence() for room in self.channels}

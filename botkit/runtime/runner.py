@@ -35,13 +35,14 @@ from botkit.realtime import (
 )
 from botkit.realtime.flag import Flag
 from botkit.redact import safe_url
-from botkit.runtime.catchup import RoomCatchUp
 from botkit.runtime.core import BotCore, BotStats, LoadedBot, static_schedules
 from botkit.runtime.lanes import Lane
 from botkit.runtime.outbox import Outboxes, RoomLimits
 from botkit.runtime.overflow import RoomFlow
 from botkit.runtime.positions import Positions
+from botkit.runtime.roomlane import Resync, RoomHandler
 from botkit.runtime.shards import ShardedClient
+from botkit.runtime.startgate import StartGate
 from botkit.serverapi.client import ServerApi
 from botkit.state.store import StateStore
 from botkit.tokens import TokenMinter
@@ -49,18 +50,6 @@ from botkit.tokens import TokenMinter
 __all__ = ["BotRunner", "BotStats", "LoadedBot", "static_schedules"]
 
 log = logging.getLogger("botkit.runtime")
-
-
-class _Resync:
-    """Lane item: compare the room's presence with the server's after a (re)subscribe.
-    ``done`` (the start's resyncs only) tells the runner the room's first look at presence is
-    over: until then, who joins is taken for someone already there."""
-
-    __slots__ = ("announce", "done")
-
-    def __init__(self, announce: bool, done: asyncio.Future[None] | None = None) -> None:
-        self.announce = announce
-        self.done = done
 
 
 # Every bot's connections alike: one (frozen) instance, not a copy per bot (bench/ S4).
@@ -71,9 +60,6 @@ _CLIENT_OPTIONS = ClientOptions(subscription_events=True)
 _FIRST_RESYNC_WAIT = 10.0
 
 
-# Subscribes and gaps go through the room's lane, in order with its publications: the lane's
-# cursor always knows the epoch of the publication it just handled.
-_LaneItem = Publication | Joined | Left | _Resync | SubscriptionStarted | StreamGap
 _ROOM_EVENTS = (Publication, Joined, Left)  # a tuple: isinstance() is slower with a union
 
 
@@ -84,8 +70,11 @@ class BotRunner:
                  bot_users: frozenset[str], state: StateStore | None = None,
                  scheduler: JobScheduler | None = None,
                  holds: Callable[[str, str], bool] | None = None,
-                 outboxes: Outboxes | None = None) -> None:
+                 outboxes: Outboxes | None = None,
+                 start_gate: StartGate | None = None) -> None:
         self.name = loaded.config.name
+        self._start_gate = start_gate
+        """Shared by the runtime's bots: how many start at once (runtime/startgate.py)."""
         self.config = loaded.config
         xshathra = config.xshathra
         self.catch_up = resolve_catch_up(config.catch_up, loaded.config.catch_up)
@@ -105,7 +94,6 @@ class BotRunner:
         minter = TokenMinter(xshathra.server_api_key.get_secret_value(), loaded.config.user_id,
                              ttl=xshathra.token_ttl)
         self.positions = Positions(state, self.name, list(self.channels), self.core.presence)
-        self._rooms = {channel: room for room, channel in self.channels.items()}
         # As many connections as the rooms need (limits.rooms_per_connection each, or what
         # the server allows): one to the runner, see shards.py.
         self.client = ShardedClient(
@@ -124,16 +112,17 @@ class BotRunner:
         nothing of a room whose lease ran out."""
         if holds is not None:
             self.positions.owned = set()
-        self._lanes: dict[str, Lane[_LaneItem]] = {}
+        # One dict of the rooms' flows (each holds its lane and cursor), by channel: no
+        # per-room dicts beside it (bench/ S4).
         self._flows: dict[str, RoomFlow] = {}
         for room, channel in self.channels.items():
             flow = RoomFlow(f"bot {self.name}: room {room}", self.positions.cursors[room],
                             self.stats, isolate=len(self.channels) > 1)
-            flow.lane = self._lanes[channel] = Lane(
-                f"{self.config.name}/{room}", self._lane_handler(room, flow),
-                maxsize=self._limits.lane_queue_size)
+            handler = RoomHandler(self.name, room, self.core, self.positions, flow, holds)
+            flow.lane = Lane(f"{self.config.name}/{room}", handler.handle,
+                             maxsize=self._limits.lane_queue_size)
             self._flows[channel] = flow
-        self._was_connected: set[int] = set()  # connections (by index) once connected
+        self._was_connected = 0  # connections (by index) once connected, as bits: no set
         self._closing = False  # our own close: its disconnect is no loss to warn about
         self.ready = Flag()  # not an asyncio.Event: its deque is ~630 B per bot (S4)
 
@@ -152,7 +141,7 @@ class BotRunner:
     @property
     def lane_depth(self) -> int:
         """Room events queued in the bot's lanes, not yet handled."""
-        return sum(lane.pending for lane in self._lanes.values())
+        return sum(flow.lane.pending for flow in self._flows.values())
 
     @property
     def outbox_depth(self) -> int:
@@ -164,18 +153,28 @@ class BotRunner:
     async def run(self, stop: Flag, grace: float) -> None:
         """Serve until ``stop`` is set; raise TerminalDisconnectError if the server refuses."""
         async with asyncio.TaskGroup() as group:
-            for lane in self._lanes.values():
-                lane.start(group)
+            for flow in self._flows.values():
+                flow.lane.start(group)
             try:
-                await self._serve(stop)
+                leave = await self._start_gate.enter() if self._start_gate else None
+                try:
+                    started = await self._start(stop)
+                finally:
+                    if leave is not None:
+                        leave()
+                if started:
+                    # Until stopped, or a connection ended (its terminal error raised): one
+                    # future, no task, and no frame of its own while the bot idles (bench/ S4).
+                    await self.client.wait_closed(until=stop)
             finally:
                 await self._shutdown(grace)
 
-    async def _serve(self, stop: Flag) -> None:
+    async def _start(self, stop: Flag) -> bool:
+        """Connect and subscribe; False: stopped before connected."""
         await self.client.start(wait=False)
         await self._wait_connected(stop)
         if stop.is_set():
-            return
+            return False
         if self._holds is not None:
             await self.core.start()  # the rooms come one by one, as their leases do
             self.ready.set()
@@ -183,9 +182,7 @@ class BotRunner:
                      self.config.name, self.config.user_id)
         else:
             await self._subscribe_every_room()
-        # Until stopped, or a connection ended (its terminal error raised): one future, no
-        # task, while the bot idles (bench/ S4).
-        await self.client.wait_closed(until=stop)
+        return True
 
     async def _subscribe_every_room(self) -> None:
         stored = await self.positions.load()
@@ -214,8 +211,8 @@ class BotRunner:
                 raise error  # the client ended (closed, or refused for good)
             first = asyncio.get_running_loop().create_future()
             first_resyncs.append(first)
-            await self._lanes[channel].put(
-                _Resync(announce=stored[room].present is not None, done=first))
+            await self._flows[channel].lane.put(
+                Resync(announce=stored[room].present is not None, done=first))
         # Ready once each room knows who is in it: a person joining from then on is greeted.
         if first_resyncs:
             await asyncio.wait(first_resyncs, timeout=_FIRST_RESYNC_WAIT)
@@ -232,7 +229,7 @@ class BotRunner:
         Returns once the room's first presence check is over (at most ``settle`` seconds: the
         caller renews leases in the same loop), so a person who joins after it is greeted."""
         channel = self.channels[room]
-        lane = self._lanes[channel]
+        lane = self._flows[channel].lane
         lane.clear()
         stored = await self.positions.take(room)
         presence = self.core.presence[room]
@@ -248,7 +245,7 @@ class BotRunner:
         if error is not None and not isinstance(error, RealtimeTimeoutError):
             raise error
         first = asyncio.get_running_loop().create_future()
-        lane.push(_Resync(announce=stored.present is not None, done=first))
+        lane.push(Resync(announce=stored.present is not None, done=first))
         await asyncio.wait([first], timeout=settle)
 
     async def drop(self, room: str, hand_over: bool) -> None:
@@ -256,7 +253,7 @@ class BotRunner:
         holds (the next owner recovers them from the stored position). With ``hand_over`` the
         lease is still ours, so the room's position is written first."""
         channel = self.channels[room]
-        lane = self._lanes[channel]
+        lane = self._flows[channel].lane
         if hand_over:
             await self.client.unsubscribe(channel)
         dropped = lane.clear()
@@ -287,11 +284,12 @@ class BotRunner:
         self._closing = True
         # What the connection received but the lanes had no room for yet goes in first.
         await self.client.aclose(flush_timeout=grace)
-        for lane in self._lanes.values():
+        lanes = [flow.lane for flow in self._flows.values()]
+        for lane in lanes:
             if not await lane.drain(max(0.0, deadline - time.monotonic())):
                 log.warning("bot %s: lane %s still held %d envelope(s) at the end of the "
                             "grace period", self.config.name, lane.name, lane.pending)
-        for lane in self._lanes.values():
+        for lane in lanes:
             await lane.stop()
         # The lanes' replies, then the last positions: those of envelopes whose handling
         # finished and whose replies are out (see positions.py).
@@ -338,22 +336,22 @@ class BotRunner:
             if flow is not None and not flow.offer(event):
                 await flow.lane.put(event)
         elif isinstance(event, SubscriptionStarted | StreamGap):
-            lane = self._lanes.get(event.channel)
-            if lane is not None:
-                lane.push(event)  # never waits: a full room must not hold up the others
+            flow = self._flows.get(event.channel)
+            if flow is not None:
+                flow.lane.push(event)  # never waits: a full room must not hold up the others
         elif isinstance(event, SubscriptionFailed):
             self.stats.subscription_failures += 1
 
     async def _on_state(self, index: int, event: ConnectionStateChanged) -> None:
         """A change of the bot's connection ``index`` (of several when its rooms need them)."""
         if event.state is ConnectionState.CONNECTED:
-            if index in self._was_connected:
+            if self._was_connected >> index & 1:
                 self.stats.reconnects += 1
                 # Joins and leaves are not recovered like publications: compare instead, in
                 # this connection's rooms only (the others never left).
                 for channel in self.client.channels_on(index):
-                    self._lanes[channel].push(_Resync(announce=True))
-            self._was_connected.add(index)
+                    self._flows[channel].lane.push(Resync(announce=True))
+            self._was_connected |= 1 << index
         elif (event.state is ConnectionState.DISCONNECTED and not self._closing
               and disconnect_action(event.code) is DisconnectAction.RECONNECT):
             # A terminal close is the supervisor's to report (it stops the bot alone).
@@ -365,66 +363,10 @@ class BotRunner:
     def _position_of(self, channel: str) -> StreamPosition | None:
         """Where ``channel``'s lane stands: a room moved to another connection goes on from
         there."""
-        return self.positions.cursors[self._rooms[channel]].position()
+        return self._flows[channel].cursor.position()
 
     def _on_moved(self, channels: list[str]) -> None:
         """Rooms moved to another connection (the server refused them on theirs): compare
         presence, as after a reconnect."""
         for channel in channels:
-            self._lanes[channel].push(_Resync(announce=True))
-
-    # -- in a lane ---------------------------------------------------------------------------
-
-    def _lane_handler(self, room: str, flow: RoomFlow) -> Any:
-        core = self.core
-        cursor = self.positions.cursors[room]
-        catch_up = RoomCatchUp(core, room, self.positions)
-        handle_publication = core.handle_publication
-        positions = self.positions
-        holds = self._holds
-        bot = self.name
-
-        async def refill() -> None:
-            # Live publications queue again from now on, behind this: whatever history returns
-            # that is queued as well is handled once (the cursor skips it).
-            flow.dropping = False
-            resync, flow.resync = flow.resync, False
-            await catch_up.refill()
-            if resync:
-                await core.resync(room, announce=True)
-
-        async def handle(item: _LaneItem) -> None:
-            if holds is not None and not holds(bot, room):
-                return  # the room's lease is gone (or going): its next owner handles this
-            if isinstance(item, Publication):
-                offset = item.offset
-                if not offset:  # a room without history: no position to keep
-                    await handle_publication(room, item)
-                elif offset > cursor.offset:  # not already handled (from history, say)
-                    await handle_publication(room, item, offset <= cursor.replay_until)
-                    cursor.offset = offset
-                    if not positions.pending:
-                        positions.touch()
-                if flow.dropping and flow.drained():
-                    await refill()
-                return
-            # The rest is rare (subscribes, gaps, presence): each may move what is stored.
-            positions.touch()
-            if isinstance(item, SubscriptionStarted):
-                catch_up.started(item.position, item.recovering)
-                await positions.store_first(room)
-            elif isinstance(item, StreamGap):
-                await catch_up.gap(item.lost_from, item.resumed_at)
-            elif isinstance(item, Joined):
-                await core.handle_join(room, item.info)
-            elif isinstance(item, Left):
-                await core.handle_leave(room, item.info)
-            else:
-                try:
-                    await core.resync(room, announce=item.announce)
-                finally:
-                    if item.done is not None and not item.done.done():
-                        item.done.set_result(None)
-            if flow.dropping and flow.drained():
-                await refill()
-        return handle
+            self._flows[channel].lane.push(Resync(announce=True))

@@ -39,6 +39,7 @@ from botkit.runtime.outbox import Outboxes
 from botkit.runtime.plugins import load_configured_plugin
 from botkit.runtime.replicas import Replicas
 from botkit.runtime.runner import BotRunner, BotStats, LoadedBot, static_schedules
+from botkit.runtime.startgate import StartGate
 from botkit.serverapi.client import ServerApi
 
 if TYPE_CHECKING:  # redis is the cluster extra: imported only when cluster: is set
@@ -190,12 +191,13 @@ class Runtime:
             await self.scheduler.open()
             async with api:
                 outboxes = Outboxes(api)
+                start_gate = StartGate()  # restarts go through it too
 
                 def new_runner(loaded: LoadedBot) -> BotRunner:
                     return BotRunner(loaded, self.config, api, bot_users=bot_users,
                                      state=store, scheduler=self.scheduler,
                                      holds=replicas.holds if replicas is not None else None,
-                                     outboxes=outboxes)
+                                     outboxes=outboxes, start_gate=start_gate)
 
                 self._new_runner = new_runner
                 self.runners.update({loaded.config.name: new_runner(loaded)

@@ -20,7 +20,7 @@ import pytest
 
 from botkit.dev.localserver import LocalCentrifugo
 from botkit.errors import TerminalDisconnectError
-from botkit.protocol import Backoff, Joined, Left, Publication
+from botkit.protocol import Backoff, ClientProtocol, Joined, Left, Publication
 from botkit.realtime import (
     ClientEvent,
     ClientOptions,
@@ -28,6 +28,7 @@ from botkit.realtime import (
     ConnectionStateChanged,
     RealtimeClient,
 )
+from botkit.realtime.link import CLOSE_PROTOCOL
 from botkit.tokens import TokenMinter, chat_channel
 from tests.support.tcp_proxy import TcpProxy
 
@@ -254,3 +255,35 @@ async def test_joins_and_leaves_count_against_the_read_ahead(
             while len(taken) < 200:  # noqa: ASYNC110 (the consumer's list)
                 await asyncio.sleep(0.01)
     assert taken == [("Joined", "user_flicker"), ("Left", "user_flicker")] * 100
+
+
+async def test_a_bug_in_the_reader_costs_the_connection_not_the_client(
+        centrifugo: LocalCentrifugo, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader is a task the connection owns (no TaskGroup): an exception of ours in it
+    ends that connection with an internal error, logged, and the client reconnects."""
+    tokens = TokenMinter(centrifugo.api_key, "user_buggy")
+    events = _Events()
+    room = _room()
+    real = ClientProtocol.receive
+    bugs = [RuntimeError("a bug in the read path")]
+
+    def receive(self: ClientProtocol, message: str, now: float) -> Any:
+        if bugs and '"pub"' in message:
+            raise bugs.pop()
+        return real(self, message, now)
+
+    monkeypatch.setattr(ClientProtocol, "receive", receive)
+    async with RealtimeClient(centrifugo.ws_url, tokens.connection, tokens.subscription,
+                              options=ClientOptions(**FAST), on_event=events.on_event) as client:
+        await client.subscribe(room)
+        await _api(centrifugo, "publish", {"channel": room, "data": {"n": 1}})
+        await events.wait_for(lambda: len(events.states()) >= 3)
+        assert events.states() == [(ConnectionState.CONNECTED, 0),
+                                   (ConnectionState.DISCONNECTED, CLOSE_PROTOCOL),
+                                   (ConnectionState.CONNECTED, 0)]
+        await _api(centrifugo, "publish", {"channel": room, "data": {"n": 2}})
+        await events.wait_for(lambda: {"n": 2} in events.data(room))
+        assert client.reconnects == 1
+    assert not bugs
+    assert "failed unexpectedly" in caplog.text
